@@ -1,0 +1,223 @@
+"""``fqm doctor``: which parts of fqm are usable on this machine, and why not when they are not.
+
+Every check imports or opens the real thing (a model file is loaded, a broker is asked for its
+topics), because "installed" is not "usable": a wheel can import and still lack its native
+libraries, a model file can be present and corrupt.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import shutil
+import subprocess
+import sys
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+
+import click
+
+from monitor import __version__
+
+
+@dataclass(frozen=True)
+class Check:
+    """The outcome of one check.
+
+    Attributes:
+        part: what was checked, e.g. ``"PyAV"``.
+        ok: whether the part is usable.
+        detail: version and capabilities when usable; the exact reason (and fix) when not.
+        required: a required part that fails makes ``fqm doctor`` exit non-zero; optional parts
+            (GPU, TensorRT, GStreamer) only narrow what fqm can do.
+    """
+
+    part: str
+    ok: bool
+    detail: str
+    required: bool
+
+
+def _reason(exc: BaseException) -> str:
+    """The exception's type and first line, once (Kafka errors already start with their type)."""
+    lines = str(exc).strip().splitlines()
+    text, name = (lines[0] if lines else ""), type(exc).__name__
+    return text if text.startswith(name) else f"{name}: {text}".rstrip(": ")
+
+
+def check_python() -> str:
+    return f"{platform.python_version()} ({sys.executable})"
+
+
+def check_pyav() -> str:
+    import av
+
+    missing = [c for c in ("h264", "hevc", "mpeg4", "vp9") if c not in av.codecs_available]
+    if missing:
+        raise RuntimeError(f"FFmpeg in PyAV lacks decoders: {', '.join(missing)}")
+    hw = av.codec.hwaccel.hwdevices_available()
+    return (
+        f"av {av.__version__}, FFmpeg {av.ffmpeg_version_info}; hwaccel built in: {', '.join(hw)}"
+    )
+
+
+def check_gstreamer() -> str:
+    from pipelines.gstreamer import load_gst
+
+    Gst = load_gst()
+    needed = ["uridecodebin", "rtspsrc", "appsink", "videoconvert", "avdec_h264"]
+    absent = [e for e in needed if Gst.ElementFactory.find(e) is None]
+    if absent:
+        raise RuntimeError(f"GStreamer {Gst.version_string()} lacks elements: {', '.join(absent)}")
+    nv = [e for e in ("nvh264dec", "nvv4l2decoder") if Gst.ElementFactory.find(e) is not None]
+    return f"{Gst.version_string()}; NVIDIA decoders: {', '.join(nv) or 'none'}"
+
+
+def check_mediapipe() -> str:
+    import mediapipe as mp
+    from mediapipe.tasks.python import BaseOptions, vision
+
+    from monitor.assets import asset_path
+
+    model = asset_path("face_detection_short_range.tflite")
+    options = vision.FaceDetectorOptions(base_options=BaseOptions(model_asset_path=str(model)))
+    with vision.FaceDetector.create_from_options(options):
+        pass
+    return f"mediapipe {mp.__version__}; face detector loads from {model.parent}"
+
+
+def check_torch() -> str:
+    import torch
+
+    if torch.cuda.is_available():
+        names = [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]
+        devices = f"CUDA {torch.version.cuda}: {', '.join(names)}"
+    else:
+        devices = "CPU only (no CUDA device visible)"
+    return f"torch {torch.__version__}; {devices}; {torch.get_num_threads()} CPU threads"
+
+
+def check_cuda() -> str:
+    import torch
+
+    if not torch.cuda.is_available():
+        built = torch.version.cuda or "none"
+        raise RuntimeError(f"no CUDA device visible to torch (built for CUDA {built})")
+    return ", ".join(torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count()))
+
+
+def check_onnxruntime() -> str:
+    import onnxruntime as ort
+
+    return f"onnxruntime {ort.__version__}; providers: {', '.join(ort.get_available_providers())}"
+
+
+def check_tensorrt() -> str:
+    try:
+        import tensorrt as trt
+    except ImportError as exc:
+        raise RuntimeError(
+            "TensorRT is not installed (it comes from NVIDIA's package index or NVIDIA's "
+            "TensorRT container, see docker-compose.yml's gpu profile)"
+        ) from exc
+    return f"tensorrt {trt.__version__}"
+
+
+def check_ffmpeg_cli() -> str:
+    exe = shutil.which("ffmpeg")
+    if exe is None:
+        raise RuntimeError("ffmpeg CLI not found (apt-get install ffmpeg); only benchmarks need it")
+    out = subprocess.run([exe, "-version"], capture_output=True, text=True, timeout=10).stdout
+    return out.splitlines()[0] if out else exe
+
+
+def kafka_check(bootstrap: str, timeout_s: float = 10.0) -> Callable[[], str]:
+    """A check that asks the brokers at ``bootstrap`` for their metadata."""
+
+    def check() -> str:
+        from kafka import KafkaAdminClient
+
+        admin = KafkaAdminClient(
+            bootstrap_servers=bootstrap.split(","),
+            client_id="fqm-doctor",
+            request_timeout_ms=int(timeout_s * 1000),
+            bootstrap_timeout_ms=int(timeout_s * 1000),
+        )
+        try:
+            cluster = admin.describe_cluster()
+            topics = admin.list_topics()
+        finally:
+            admin.close()
+        return f"{len(cluster['brokers'])} broker(s) at {bootstrap}; {len(topics)} topic(s)"
+
+    return check
+
+
+def run_checks(kafka_bootstrap: str | None = None, kafka_timeout_s: float = 10.0) -> list[Check]:
+    """Run every check; none raises, each failure becomes a ``Check`` with its reason."""
+    checks: list[tuple[str, Callable[[], str], bool]] = [
+        ("Python", check_python, True),
+        ("PyAV (FFmpeg)", check_pyav, True),
+        ("GStreamer (PyGObject)", check_gstreamer, False),
+        ("MediaPipe + model files", check_mediapipe, True),
+        ("PyTorch", check_torch, True),
+        ("CUDA device", check_cuda, False),
+        ("ONNX Runtime", check_onnxruntime, True),
+        ("TensorRT", check_tensorrt, False),
+        ("ffmpeg CLI", check_ffmpeg_cli, False),
+    ]
+    if kafka_bootstrap:
+        checks.append(("Kafka", kafka_check(kafka_bootstrap, kafka_timeout_s), True))
+    results = []
+    for part, fn, required in checks:
+        try:
+            results.append(Check(part, True, fn(), required))
+        except Exception as exc:
+            results.append(Check(part, False, _reason(exc), required))
+    return results
+
+
+def format_table(results: list[Check]) -> str:
+    width = max(len(c.part) for c in results)
+    lines = []
+    for c in results:
+        status = "ok" if c.ok else ("FAIL" if c.required else "absent")
+        lines.append(f"{c.part:<{width}}  {status:<6}  {c.detail}")
+    return "\n".join(lines)
+
+
+@click.command("doctor")
+@click.option(
+    "--kafka-bootstrap",
+    envvar="FQM_KAFKA_BOOTSTRAP",
+    metavar="HOST:PORT[,...]",
+    help="Also check these Kafka brokers answer. [env: FQM_KAFKA_BOOTSTRAP]",
+)
+@click.option(
+    "--kafka-timeout",
+    type=click.FloatRange(min=0.5),
+    default=10.0,
+    show_default=True,
+    metavar="SECONDS",
+    help="How long the brokers get to answer.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+def doctor_cli(kafka_bootstrap: str | None, kafka_timeout: float, as_json: bool) -> None:
+    """Report which parts of fqm are usable here, with the reason for each that is not.
+
+    Exits 1 when a required part (PyAV, MediaPipe and its model files, PyTorch, ONNX Runtime,
+    and Kafka when given) is unusable; optional parts (GStreamer, CUDA, TensorRT, ffmpeg CLI)
+    are reported but do not fail.
+    """
+    # TensorFlow Lite (inside MediaPipe) logs to stderr at load; keep the report readable.
+    os.environ.setdefault("GLOG_minloglevel", "2")
+    results = run_checks(kafka_bootstrap, kafka_timeout)
+    if as_json:
+        payload = {"fqm": __version__, "checks": [asdict(c) for c in results]}
+        click.echo(json.dumps(payload, indent=2))
+    else:
+        click.echo(f"fqm {__version__}")
+        click.echo(format_table(results))
+    if any(c.required and not c.ok for c in results):
+        sys.exit(1)
