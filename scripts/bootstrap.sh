@@ -63,7 +63,7 @@ log "syncing .venv with ${reqs[*]}"
 
 # --- 4. Kafka jars (for the test broker) -------------------------------------------------------
 if command -v mvn >/dev/null && command -v java >/dev/null; then
-  scripts/kafka/fetch-jars.sh
+  scripts/kafka/fetch-jars.sh >/dev/null  # prints the jar folder; the tests find it themselves
 else
   log "java/maven absent: the test Kafka broker cannot run (set FQM_KAFKA_BOOTSTRAP to use another)"
 fi

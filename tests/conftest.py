@@ -1,4 +1,7 @@
-"""Shared fixtures.
+"""Shared fixtures, and the skips for hardware a machine may lack.
+
+Hardware: tests marked ``gpu``, ``tensorrt`` or ``gstreamer`` skip, with the reason, where
+the machine has no CUDA device, no TensorRT or no GStreamer.
 
 Kafka: tests that need a broker use ``kafka_bootstrap`` and get a real Apache Kafka broker
 (tests/support/kafka_broker.py). They never skip for want of one: a suite that silently
@@ -7,6 +10,8 @@ skipped its Kafka tests would report green while the event path was untested.
 
 from __future__ import annotations
 
+import functools
+import importlib.util
 import os
 import re
 import uuid
@@ -16,6 +21,45 @@ import pytest
 from kafka import KafkaAdminClient
 
 from tests.support.kafka_broker import KafkaBroker, KafkaBrokerError, wait_for_kafka
+
+
+@functools.cache
+def _missing_hardware() -> dict[str, str | None]:
+    """For each hardware marker, why its tests cannot run here (``None`` when they can)."""
+
+    def cuda() -> str | None:
+        import torch
+
+        return None if torch.cuda.is_available() else "no CUDA device visible to torch"
+
+    def gstreamer() -> str | None:
+        try:
+            from pipelines.gstreamer import load_gst
+
+            load_gst()
+        except ImportError as exc:
+            return str(exc)
+        return None
+
+    trt = importlib.util.find_spec("tensorrt") is not None
+    return {
+        "gpu": cuda(),
+        "tensorrt": None if trt else "TensorRT is not installed (NVIDIA's index only)",
+        "gstreamer": gstreamer(),
+    }
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    marked = [
+        (item, m) for item in items for m in ("gpu", "tensorrt", "gstreamer") if m in item.keywords
+    ]
+    if not marked:
+        return
+    missing = _missing_hardware()
+    for item, marker in marked:
+        if missing[marker]:
+            item.add_marker(pytest.mark.skip(reason=f"{marker}: {missing[marker]}"))
+
 
 #: How long an external broker (FQM_KAFKA_BOOTSTRAP) gets to answer before the tests fail.
 EXTERNAL_BROKER_TIMEOUT_S = 15.0

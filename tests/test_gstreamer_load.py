@@ -7,8 +7,6 @@ import sys
 
 import pytest
 
-pytest.importorskip("gi", reason="PyGObject is not installed")
-
 # The order that aborted before load_gst pinned libgcc's unwinder: PyAV, then GStreamer, then a
 # C++ extension that throws during import (matplotlib's ft2font, pulled in by MediaPipe).
 SCRIPT = """
