@@ -42,6 +42,8 @@ from xml.sax.saxutils import quoteattr
 
 from kafka import KafkaAdminClient
 
+from monitor.assets import cache_dir
+
 REPO_ROOT = Path(__file__).resolve().parents[2]
 COMMON_SH = REPO_ROOT / "scripts" / "common.sh"
 FETCH_SCRIPT = "scripts/kafka/fetch-jars.sh"
@@ -84,15 +86,6 @@ def default_kafka_version() -> str:
     return match.group(1)
 
 
-def default_cache_dir() -> Path:
-    """``$FQM_CACHE``, with the same fallbacks as scripts/common.sh."""
-    cache = os.environ.get("FQM_CACHE")
-    if cache:
-        return Path(cache)
-    xdg = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(xdg) / "fqm"
-
-
 def find_kafka_libs() -> Path:
     """The folder of Kafka jars: ``$FQM_KAFKA_LIBS``, else the one fetch-jars.sh fills."""
     env_libs = os.environ.get("FQM_KAFKA_LIBS")
@@ -100,7 +93,7 @@ def find_kafka_libs() -> Path:
         libs, origin = Path(env_libs), "FQM_KAFKA_LIBS"
     else:
         version = default_kafka_version()
-        libs, origin = default_cache_dir() / "kafka" / version / "libs", "the fqm cache"
+        libs, origin = cache_dir() / "kafka" / version / "libs", "the fqm cache"
     if not any(libs.glob("kafka_2.13-*.jar")):
         raise KafkaBrokerError(
             f"no Kafka jars in {libs} ({origin}): run {FETCH_SCRIPT} to fetch them "
