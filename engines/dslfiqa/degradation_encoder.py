@@ -1,0 +1,52 @@
+"""Degradation encoder (DE.pt): a small conv net whose pooled map conditions the decoder."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+DE_LEAKY_SLOPE = 0.1
+DE_BN_EPS = 1e-5
+DE_POOL = (8, 12)
+DE_DIM = 256
+# (in, out, stride) of the six conv-BN-LeakyReLU units; checkpoint indices E.0 ... E.17.
+DE_CONVS: tuple[tuple[int, int, int], ...] = (
+    (3, 64, 1),
+    (64, 64, 1),
+    (64, 128, 2),
+    (128, 128, 1),
+    (128, 256, 2),
+    (256, 256, 1),
+)
+
+
+class DegradationEncoder(nn.Module):
+    """Crop [B,3,384,384] -> degradation tokens ``fea`` [B,8,12,256] (channels-last).
+
+    ``mlp`` only produced the contrastive-training output; it is kept for strict loading and
+    run only by :meth:`forward` (official two outputs), never by :meth:`forward_features`.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        layers: list[nn.Module] = []
+        for cin, cout, stride in DE_CONVS:
+            layers += [
+                nn.Conv2d(cin, cout, kernel_size=3, stride=stride, padding=1),
+                nn.BatchNorm2d(cout, eps=DE_BN_EPS),
+                nn.LeakyReLU(DE_LEAKY_SLOPE),
+            ]
+        layers.append(nn.AdaptiveAvgPool2d(DE_POOL))
+        self.E = nn.Sequential(*layers)
+        self.mlp = nn.Sequential(
+            nn.Linear(DE_DIM, DE_DIM), nn.LeakyReLU(DE_LEAKY_SLOPE), nn.Linear(DE_DIM, DE_DIM)
+        )
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        """The only output the score uses: pooled map, channels-last [B,8,12,256]."""
+        return self.E(x).permute(0, 2, 3, 1)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Official outputs ``(fea, mlp(fea))``."""
+        fea = self.forward_features(x)
+        return fea, self.mlp(fea)

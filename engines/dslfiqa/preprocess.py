@@ -1,0 +1,106 @@
+"""The official test-time input protocol: normalisation, 384 crops, landmark index vectors.
+
+Everything here is numpy and exact: crop offsets and landmark vectors match the official
+data loader bit for bit (DSL_FIQA.md sections 2.2-2.4).
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import numpy as np
+
+IMAGE_SIZE = 512
+CROP_SIZE = 384
+# Official offsets come from randint(0, 512 - 384): the bottom/right crop (128) never occurs.
+MAX_OFFSET = IMAGE_SIZE - CROP_SIZE
+NUM_CROPS_OFFICIAL = 20
+# The official scripts seed numpy with 20 once at start-up.
+OFFICIAL_SEED = 20
+NUM_LANDMARK = 500
+NUM_FACE_LANDMARKS = 68
+NORM_MEAN = 0.5
+NORM_STD = 0.5
+MINMAX_EPS = 1e-6
+
+CropMode = Literal["official", "fixed5", "center"]
+CROP_MODES: tuple[str, ...] = ("official", "fixed5", "center")
+
+
+def normalize_image(image_rgb: np.ndarray) -> np.ndarray:
+    """uint8 RGB [H,W,3] -> float32 CHW in [-1,1] (x/255 - 0.5) / 0.5, as the official loader."""
+    if image_rgb.ndim != 3 or image_rgb.shape[2] != 3:
+        raise ValueError(f"expected an RGB image [H,W,3], got shape {image_rgb.shape}")
+    if image_rgb.dtype != np.uint8:
+        raise ValueError(f"expected uint8 pixels, got {image_rgb.dtype}; pass the decoded image")
+    x = image_rgb.astype(np.float32) / np.float32(255)
+    x = (x - np.float32(NORM_MEAN)) / np.float32(NORM_STD)
+    return np.ascontiguousarray(x.transpose(2, 0, 1))
+
+
+def crop_offsets(
+    mode: CropMode = "official",
+    seed: int | np.random.RandomState | None = OFFICIAL_SEED,
+    num_crops: int = NUM_CROPS_OFFICIAL,
+) -> np.ndarray:
+    """Crop (top, left) offsets [K,2] int64 for a 512x512 aligned face.
+
+    ``official``: ``num_crops`` pairs drawn top-then-left with numpy's legacy RNG
+    (``RandomState``, the generator behind ``np.random.seed``), each in [0, 127]. ``seed`` is
+    an int (a fresh stream, 20 = the official first image), or a ``RandomState`` to continue a
+    stream across images as the official scripts do; the global RNG is never touched.
+    ``fixed5``: the four corners and the centre. ``center``: the centre crop only.
+    """
+    if mode == "official":
+        rng = seed if isinstance(seed, np.random.RandomState) else np.random.RandomState(seed)
+        pairs = [(rng.randint(0, MAX_OFFSET), rng.randint(0, MAX_OFFSET)) for _ in range(num_crops)]
+        return np.asarray(pairs, dtype=np.int64).reshape(-1, 2)
+    mid = MAX_OFFSET // 2
+    if mode == "center":
+        return np.array([[mid, mid]], dtype=np.int64)
+    if mode == "fixed5":
+        return np.array(
+            [[0, 0], [0, MAX_OFFSET], [MAX_OFFSET, 0], [MAX_OFFSET, MAX_OFFSET], [mid, mid]],
+            dtype=np.int64,
+        )
+    raise ValueError(f"unknown crop mode {mode!r}; choose one of {CROP_MODES}")
+
+
+def crop_images(image_chw: np.ndarray, offsets: np.ndarray) -> np.ndarray:
+    """Normalised [3,512,512] + offsets [K,2] -> crops [K,3,384,384] float32."""
+    _, h, w = image_chw.shape
+    if h < CROP_SIZE or w < CROP_SIZE:
+        raise ValueError(f"image is {h}x{w}; DSL-FIQA needs at least {CROP_SIZE}x{CROP_SIZE}")
+    offsets = np.asarray(offsets).reshape(-1, 2)
+    if offsets.min(initial=0) < 0 or np.any(offsets + CROP_SIZE > (h, w)):
+        raise ValueError(f"crop offsets {offsets.tolist()} reach outside the {h}x{w} image")
+    return np.stack(
+        [image_chw[:, t : t + CROP_SIZE, lft : lft + CROP_SIZE] for t, lft in offsets.tolist()]
+    )
+
+
+def landmark_vector(landmarks_xy: np.ndarray, top: int, left: int) -> np.ndarray:
+    """Landmark index vector [500] float32 for one crop (official test path).
+
+    Indices of the landmarks with ``top <= y <= top+384`` and ``left <= x <= left+384``
+    (inclusive, one pixel past the crop, as the official loader), padded with
+    ``len(landmarks)+1``, min-max scaled to [-1,1] in float64, then cast to float32.
+    """
+    pts = np.asarray(landmarks_xy)
+    if pts.ndim != 2 or pts.shape[1] != 2:
+        raise ValueError(f"expected landmarks [N,2] as (x, y) pixels, got shape {pts.shape}")
+    x, y = pts[:, 0], pts[:, 1]
+    inside = (y >= top) & (y <= top + CROP_SIZE) & (x >= left) & (x <= left + CROP_SIZE)
+    visible = np.flatnonzero(inside)
+    if visible.size >= NUM_LANDMARK:
+        # Official: a random sample without replacement; unreachable with 68 landmarks.
+        raise ValueError(f"{visible.size} visible landmarks; at most {NUM_LANDMARK - 1} supported")
+    v = np.full(NUM_LANDMARK, len(pts) + 1, dtype=np.float64)
+    v[: visible.size] = visible
+    v = (v - v.min()) / (v.max() - v.min() + MINMAX_EPS) * 2 - 1
+    return v.astype(np.float32)
+
+
+def landmark_vectors(landmarks_xy: np.ndarray, offsets: np.ndarray) -> np.ndarray:
+    """[K,500] float32 landmark vectors, one per crop offset."""
+    return np.stack([landmark_vector(landmarks_xy, t, lft) for t, lft in offsets.tolist()])
