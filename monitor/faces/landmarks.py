@@ -1,0 +1,155 @@
+"""``FaceLandmarker``: MediaPipe's 468-point face mesh for each tracked face, from a crop.
+
+The mesh model (``face_landmark.tflite``) runs on a 192x192 crop around each face, rotated so
+the detector's eye keypoints are level and 1.5x the box (MediaPipe's own ROI rule), and the
+points are mapped back to the image through the same affine. Running per tracked face keeps
+the cost per face, not per frame, works on the full-range detector's small faces, and ties
+each mesh to its track without re-matching.
+
+The model runs in ``tflite_runner`` (torch), not in MediaPipe's Tasks ``FaceLandmarker``:
+with the bundled model file that task returns scrambled points (see ``tflite_runner``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from monitor.assets import asset_path
+from monitor.faces.ibug68 import mesh_to_ibug68
+from monitor.faces.tflite_runner import TfliteModel
+from monitor.faces.warp import crop_matrix, crop_to_image, warp_crop
+
+MESH_POINTS = 468
+MODEL_FILE = "face_landmark.tflite"
+INPUT_SIZE = 192
+#: Crop side as a multiple of the box side (MediaPipe's ROI for this model uses 1.5).
+DEFAULT_CROP_SCALE = 1.5
+#: Least face-presence probability (the model's own flag) for a mesh to be kept.
+DEFAULT_MIN_PRESENCE = 0.5
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class FaceLandmarks:
+    """Dense landmarks for a set of faces, one row per input box.
+
+    Attributes:
+        points: ``float32 [N, 468, 3]``: x, y in image pixels, z (relative depth, smaller is
+            nearer the camera) in the same pixel scale; all NaN where no face was found.
+        presence: ``float32 [N]``, the model's probability that the crop holds a face.
+    """
+
+    points: np.ndarray
+    presence: np.ndarray
+
+    def __post_init__(self) -> None:
+        pts = np.array(self.points, np.float32, copy=True)
+        if pts.ndim != 3 or pts.shape[1:] != (MESH_POINTS, 3):
+            raise ValueError(
+                f"FaceLandmarks.points must have shape (N, {MESH_POINTS}, 3), got {pts.shape}"
+            )
+        pres = np.array(self.presence, np.float32, copy=True).reshape(-1)
+        if pres.shape != (pts.shape[0],):
+            raise ValueError(
+                f"FaceLandmarks.presence must have shape ({pts.shape[0]},), got {pres.shape}"
+            )
+        pts.setflags(write=False)
+        pres.setflags(write=False)
+        object.__setattr__(self, "points", pts)
+        object.__setattr__(self, "presence", pres)
+
+    @classmethod
+    def empty(cls) -> FaceLandmarks:
+        return cls(np.zeros((0, MESH_POINTS, 3), np.float32), np.zeros(0, np.float32))
+
+    def __len__(self) -> int:
+        return int(self.points.shape[0])
+
+    def __getitem__(self, index: int | slice | np.ndarray | list[int]) -> FaceLandmarks:
+        if isinstance(index, (int, np.integer)):
+            index = [int(index)]
+        return FaceLandmarks(self.points[index], self.presence[index])
+
+    @property
+    def found(self) -> np.ndarray:
+        """``bool [N]``: whether a mesh was kept for each box."""
+        return ~np.isnan(self.points[:, 0, 0])
+
+    @property
+    def ibug68(self) -> np.ndarray:
+        """``float32 [N, 68, 2]``: the iBUG 68 points (x, y) in image pixels."""
+        return mesh_to_ibug68(self.points)[..., :2]
+
+
+def roi_matrix(xyxy: np.ndarray, keypoints: np.ndarray | None, scale: float) -> np.ndarray:
+    """The crop affine for one face: centred on the box, rotated to level the eye keypoints."""
+    box = np.asarray(xyxy, np.float64)
+    center = (box[:2] + box[2:]) / 2
+    side = max(box[2] - box[0], box[3] - box[1]) * scale
+    angle = 0.0
+    if keypoints is not None and np.all(np.isfinite(keypoints[:2])):
+        eyes = np.asarray(keypoints[1], np.float64) - np.asarray(keypoints[0], np.float64)
+        angle = float(np.arctan2(eyes[1], eyes[0]))
+    return crop_matrix(center, side, angle, INPUT_SIZE)
+
+
+class FaceLandmarker:
+    """Runs the face mesh model on a crop around each given face.
+
+    Args:
+        crop_scale: crop side as a multiple of the box's longer side.
+        min_presence: least face-presence probability for a mesh to be kept.
+        model_path: override of the model file (default: the checked asset).
+
+    Example:
+        >>> landmarker = FaceLandmarker()  # doctest: +SKIP
+        >>> marks = landmarker.landmarks(frame.image, faces.xyxy, faces.keypoints)
+        >>> marks.ibug68.shape
+        (1, 68, 2)
+    """
+
+    def __init__(
+        self,
+        *,
+        crop_scale: float = DEFAULT_CROP_SCALE,
+        min_presence: float = DEFAULT_MIN_PRESENCE,
+        model_path: Path | None = None,
+    ) -> None:
+        if crop_scale < 1.0 or not 0.0 <= min_presence <= 1.0:
+            raise ValueError(
+                f"crop_scale must be >= 1 and min_presence in [0, 1], got {crop_scale}, "
+                f"{min_presence}"
+            )
+        self.crop_scale = crop_scale
+        self.min_presence = min_presence
+        self._model = TfliteModel(model_path or asset_path(MODEL_FILE))
+
+    def landmarks(
+        self, image: np.ndarray, xyxy: np.ndarray, keypoints: np.ndarray | None = None
+    ) -> FaceLandmarks:
+        """The mesh of the face in each ``[N, 4]`` box of an RGB ``uint8`` image.
+
+        ``keypoints`` (``[N, 6, 2]``, the detector's) level the eyes in the crop; without
+        them the crop is upright, which is fine for faces within about 30° of upright.
+        """
+        boxes = np.asarray(xyxy, np.float64).reshape(-1, 4)
+        if len(boxes) == 0:
+            return FaceLandmarks.empty()
+        mats = [
+            roi_matrix(b, None if keypoints is None else keypoints[i], self.crop_scale)
+            for i, b in enumerate(boxes)
+        ]
+        batch = np.stack([warp_crop(image, m, INPUT_SIZE) for m in mats]).astype(np.float32)
+        raw, flag = self._model.run(batch / 255.0)  # the model takes RGB in [0, 1]
+        presence = 1.0 / (1.0 + np.exp(-flag.reshape(-1).astype(np.float64)))
+        mesh = raw.reshape(len(boxes), MESH_POINTS, 3).astype(np.float64)
+        out = np.full(mesh.shape, np.nan, np.float32)
+        for i, m in enumerate(mats):
+            if presence[i] < self.min_presence:
+                continue
+            scale = np.sqrt(abs(np.linalg.det(m[:, :2])))
+            out[i, :, :2] = crop_to_image(mesh[i, :, :2], m)
+            out[i, :, 2] = mesh[i, :, 2] * scale
+        return FaceLandmarks(out, presence)
