@@ -7,6 +7,7 @@ import click
 from monitor import __version__
 from monitor.assets import assets_cli
 from monitor.bench import bench_cli
+from monitor.bench_faces import faces_cli
 from monitor.doctor import doctor_cli
 
 
@@ -19,6 +20,7 @@ def cli() -> None:
 cli.add_command(doctor_cli)
 cli.add_command(assets_cli)
 cli.add_command(bench_cli)
+bench_cli.add_command(faces_cli)
 
 
 def main() -> None:

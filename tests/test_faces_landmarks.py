@@ -93,6 +93,13 @@ def test_no_mesh_where_there_is_no_face(landmarker: FaceLandmarker) -> None:
     assert len(landmarker.landmarks(blank, np.zeros((0, 4)))) == 0
 
 
+def test_settings_are_validated() -> None:
+    with pytest.raises(ValueError, match="num_threads >= 1"):
+        FaceLandmarker(num_threads=0)
+    with pytest.raises(ValueError, match="crop_scale must be >= 1"):
+        FaceLandmarker(crop_scale=0.5)
+
+
 def test_container_checks_shapes() -> None:
     with pytest.raises(ValueError, match=r"points must have shape \(N, 468, 3\)"):
         FaceLandmarks(np.zeros((1, 478, 3)), np.zeros(1))
@@ -102,7 +109,7 @@ def test_container_checks_shapes() -> None:
 def test_runner_agrees_with_mediapipes_own_graph(
     tmp_path: Path, landmarker: FaceLandmarker
 ) -> None:
-    """Our torch run of face_landmark.tflite vs MediaPipe's Tasks FaceLandmarker.
+    """Our LiteRT run of face_landmark.tflite vs MediaPipe's Tasks FaceLandmarker.
 
     The Tasks graph reads this model's 1404 outputs as 478 (x, y) pairs, so its point ``j``
     holds the true x, y of mesh vertex ``2j/3`` whenever ``j`` is a multiple of 3: those

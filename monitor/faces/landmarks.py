@@ -6,8 +6,15 @@ points are mapped back to the image through the same affine. Running per tracked
 the cost per face, not per frame, works on the full-range detector's small faces, and ties
 each mesh to its track without re-matching.
 
-The model runs in ``tflite_runner`` (torch), not in MediaPipe's Tasks ``FaceLandmarker``:
-with the bundled model file that task returns scrambled points (see ``tflite_runner``).
+The model runs in LiteRT's ``Interpreter`` (``ai-edge-litert``), not in MediaPipe's Tasks
+``FaceLandmarker``: with the bundled model file that task returns scrambled points. The graph
+expects 478 points, divides the model's 1404 outputs (468 x xyz) by 478, gets 2 values per
+point, and so returns x/y interleaved with z (measured here: z is always 0).
+
+Threads: a LiteRT interpreter is not thread-safe, so each ``FaceLandmarker`` owns one and must
+be used from one thread at a time (one landmarker per stream worker). It runs single-threaded
+by default (``num_threads=1``, ~2 ms per face): with several streams per machine, parallelism
+belongs across streams, and intra-op threads on a shared machine only add jitter.
 """
 
 from __future__ import annotations
@@ -19,7 +26,6 @@ import numpy as np
 
 from monitor.assets import asset_path
 from monitor.faces.ibug68 import mesh_to_ibug68
-from monitor.faces.tflite_runner import TfliteModel
 from monitor.faces.warp import crop_matrix, crop_to_image, warp_crop
 
 MESH_POINTS = 468
@@ -29,6 +35,8 @@ INPUT_SIZE = 192
 DEFAULT_CROP_SCALE = 1.5
 #: Least face-presence probability (the model's own flag) for a mesh to be kept.
 DEFAULT_MIN_PRESENCE = 0.5
+#: LiteRT CPU threads per interpreter (see the module docstring).
+DEFAULT_NUM_THREADS = 1
 
 
 @dataclass(frozen=True, slots=True, eq=False)
@@ -102,6 +110,9 @@ class FaceLandmarker:
         crop_scale: crop side as a multiple of the box's longer side.
         min_presence: least face-presence probability for a mesh to be kept.
         model_path: override of the model file (default: the checked asset).
+        num_threads: CPU threads of this landmarker's LiteRT interpreter.
+
+    Not thread-safe: it owns one LiteRT interpreter; use one landmarker per thread.
 
     Example:
         >>> landmarker = FaceLandmarker()  # doctest: +SKIP
@@ -116,15 +127,39 @@ class FaceLandmarker:
         crop_scale: float = DEFAULT_CROP_SCALE,
         min_presence: float = DEFAULT_MIN_PRESENCE,
         model_path: Path | None = None,
+        num_threads: int = DEFAULT_NUM_THREADS,
     ) -> None:
-        if crop_scale < 1.0 or not 0.0 <= min_presence <= 1.0:
+        if crop_scale < 1.0 or not 0.0 <= min_presence <= 1.0 or num_threads < 1:
             raise ValueError(
-                f"crop_scale must be >= 1 and min_presence in [0, 1], got {crop_scale}, "
-                f"{min_presence}"
+                "crop_scale must be >= 1, min_presence in [0, 1] and num_threads >= 1, got "
+                f"{crop_scale}, {min_presence}, {num_threads}"
             )
+        from ai_edge_litert.interpreter import Interpreter
+
         self.crop_scale = crop_scale
         self.min_presence = min_presence
-        self._model = TfliteModel(model_path or asset_path(MODEL_FILE))
+        self.num_threads = num_threads
+        self._interpreter = Interpreter(
+            model_path=str(model_path or asset_path(MODEL_FILE)), num_threads=num_threads
+        )
+        self._interpreter.allocate_tensors()
+        (inp,) = self._interpreter.get_input_details()
+        if tuple(inp["shape"]) != (1, INPUT_SIZE, INPUT_SIZE, 3):
+            raise ValueError(f"unexpected face mesh input shape {tuple(inp['shape'])}")
+        self._input = inp["index"]
+        by_size = {
+            int(np.prod(o["shape"])): o["index"] for o in self._interpreter.get_output_details()
+        }
+        self._mesh_out, self._flag_out = by_size[MESH_POINTS * 3], by_size[1]
+
+    def _run(self, crop: np.ndarray) -> tuple[np.ndarray, float]:
+        """Mesh ``float64 [468, 3]`` in crop pixels and the face flag (a logit) of one crop."""
+        it = self._interpreter
+        # The model takes RGB in [0, 1].
+        it.set_tensor(self._input, (crop.astype(np.float32) / 255.0)[None])
+        it.invoke()
+        mesh = it.get_tensor(self._mesh_out).reshape(MESH_POINTS, 3).astype(np.float64)
+        return mesh, float(it.get_tensor(self._flag_out).reshape(()))
 
     def landmarks(
         self, image: np.ndarray, xyxy: np.ndarray, keypoints: np.ndarray | None = None
@@ -141,15 +176,14 @@ class FaceLandmarker:
             roi_matrix(b, None if keypoints is None else keypoints[i], self.crop_scale)
             for i, b in enumerate(boxes)
         ]
-        batch = np.stack([warp_crop(image, m, INPUT_SIZE) for m in mats]).astype(np.float32)
-        raw, flag = self._model.run(batch / 255.0)  # the model takes RGB in [0, 1]
-        presence = 1.0 / (1.0 + np.exp(-flag.reshape(-1).astype(np.float64)))
-        mesh = raw.reshape(len(boxes), MESH_POINTS, 3).astype(np.float64)
-        out = np.full(mesh.shape, np.nan, np.float32)
+        out = np.full((len(boxes), MESH_POINTS, 3), np.nan, np.float32)
+        presence = np.zeros(len(boxes), np.float64)
         for i, m in enumerate(mats):
+            mesh, flag = self._run(warp_crop(image, m, INPUT_SIZE))
+            presence[i] = 0.5 * (1.0 + np.tanh(flag / 2))  # sigmoid, without overflow
             if presence[i] < self.min_presence:
                 continue
             scale = np.sqrt(abs(np.linalg.det(m[:, :2])))
-            out[i, :, :2] = crop_to_image(mesh[i, :, :2], m)
-            out[i, :, 2] = mesh[i, :, 2] * scale
+            out[i, :, :2] = crop_to_image(mesh[:, :2], m)
+            out[i, :, 2] = mesh[:, 2] * scale
         return FaceLandmarks(out, presence)

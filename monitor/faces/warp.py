@@ -34,9 +34,17 @@ def warp_crop(image: np.ndarray, matrix: np.ndarray, size: int) -> np.ndarray:
     uu, vv = np.meshgrid(uv, uv)
     x = matrix[0, 0] * uu + matrix[0, 1] * vv + matrix[0, 2]
     y = matrix[1, 0] * uu + matrix[1, 1] * vv + matrix[1, 2]
+    # Only the pixels the crop reads are converted to float: a face crop of a 720p frame then
+    # costs what the crop costs, not what the frame costs. The window has one spare pixel on
+    # each side and at least 2 pixels per axis (grid_sample maps everything to pixel 0 of a
+    # 1-pixel axis), so sampling it equals sampling the whole image.
+    x0, x1 = _window(x, w)
+    y0, y1 = _window(y, h)
+    patch = image[y0 : y1 + 1, x0 : x1 + 1]
+    pw, ph = x1 - x0 + 1, y1 - y0 + 1
     # grid_sample's align_corners=True: -1 and 1 are the centres of the first and last pixel.
-    grid = np.stack([x * 2 / max(w - 1, 1) - 1, y * 2 / max(h - 1, 1) - 1], axis=-1)
-    src = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)[None].float()
+    grid = np.stack([(x - x0) * 2 / max(pw - 1, 1) - 1, (y - y0) * 2 / max(ph - 1, 1) - 1], axis=-1)
+    src = torch.from_numpy(np.ascontiguousarray(patch)).permute(2, 0, 1)[None].float()
     with torch.inference_mode():
         out = F.grid_sample(
             src,
@@ -46,6 +54,14 @@ def warp_crop(image: np.ndarray, matrix: np.ndarray, size: int) -> np.ndarray:
             align_corners=True,
         )
         return out[0].permute(1, 2, 0).add_(0.5).clamp_(0, 255).to(torch.uint8).numpy()
+
+
+def _window(coords: np.ndarray, n: int) -> tuple[int, int]:
+    """First and last pixel index (inclusive) along an axis of ``n`` pixels that sampling at
+    ``coords`` reads; ``last >= first + 1`` whenever ``n >= 2``."""
+    first = int(np.clip(np.floor(coords.min()) - 1, 0, max(n - 2, 0)))
+    last = int(np.clip(np.ceil(coords.max()) + 1, 1, n - 1))
+    return first, max(last, first)
 
 
 def crop_to_image(points: np.ndarray, matrix: np.ndarray) -> np.ndarray:
