@@ -1,55 +1,111 @@
-"""Video files decoded by PyAV (FFmpeg), frame by frame, into ``Frame`` objects."""
+"""Video decoded by PyAV (FFmpeg): files, RTSP, HTTP(S)/HLS and V4L2 devices."""
 
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
-from dataclasses import dataclass
+from collections.abc import Iterator, Mapping
 from pathlib import Path
-from types import TracebackType
 
 import av
 
-from pipelines.errors import SourceDecodeError, SourceOpenError
+from pipelines.errors import SourceDecodeError, SourceOpenError, SourceTimeoutError
 from pipelines.frame import Frame
+from pipelines.source import DecodeOptions, FrameDecimator, Source, SourceStats
+from pipelines.urls import SourceKind, default_stream_id, mask_url, source_kind
+
+#: Seconds to wait for a network source to answer (connect, RTSP DESCRIBE/SETUP).
+DEFAULT_OPEN_TIMEOUT_S = 10.0
+#: Seconds a blocking read may wait for data before FFmpeg gives up and we raise.
+DEFAULT_READ_TIMEOUT_S = 10.0
+#: A file that ends this many pictures (and 1 %) short of its index is called truncated; a
+#: picture or two may legitimately go missing to edit lists and decoder delay.
+TRUNCATION_SLACK_FRAMES = 2
 
 
-@dataclass
-class SourceStats:
-    """Counters a source keeps while it is read."""
-
-    frames: int = 0
-    decode_seconds: float = 0.0
-
-
-class AvFileSource:
-    """Decodes the first video stream of a file, in order, one ``Frame`` per picture.
+class AvSource(Source):
+    """Decodes the first video stream of ``location``, in order, one ``Frame`` per picture.
 
     Frame threading (``thread_type="AUTO"``) lets FFmpeg decode several frames at once, about
-    twice as fast as its default slice threading on H.264.
+    twice as fast as its default slice threading on H.264; FFmpeg releases the GIL while it
+    decodes, so several sources can run in threads of one process.
+
+    Network sources get ``timeout=(open, read)`` so a dead camera raises instead of hanging,
+    and a live stream that still sends packets but no picture for ``read_timeout_s`` raises
+    ``SourceTimeoutError`` too. This class reads once; ``SupervisedSource`` reconnects.
+
+    Args:
+        location: a path, ``file://``, ``rtsp://``, ``http(s)://`` (HLS too) URL or
+            ``/dev/videoN``.
+        stream_id: id stamped on frames; defaults to the file stem or host and path.
+        options: decimation and maximum size, see ``DecodeOptions``.
+        rtsp_transport: ``"tcp"`` (default: survives NAT and lossy Wi-Fi) or ``"udp"``.
+        open_timeout_s, read_timeout_s: network timeouts, see the module constants.
+        container_options: extra FFmpeg options (e.g. ``{"video_size": "1280x720"}`` for V4L2).
 
     Example:
-        >>> with AvFileSource("clip.mp4") as source:
-        ...     for frame in source:
+        >>> with AvSource("rtsp://user:pw@cam/stream", options=DecodeOptions(max_fps=10)) as s:
+        ...     for frame in s:
         ...         print(frame.index, frame.pts, frame.image.shape)
     """
 
-    def __init__(self, path: str | Path, stream_id: str | None = None) -> None:
-        self.path = Path(path)
-        self.stream_id = stream_id or self.path.stem
+    def __init__(
+        self,
+        location: str | Path,
+        stream_id: str | None = None,
+        *,
+        options: DecodeOptions | None = None,
+        rtsp_transport: str = "tcp",
+        open_timeout_s: float = DEFAULT_OPEN_TIMEOUT_S,
+        read_timeout_s: float = DEFAULT_READ_TIMEOUT_S,
+        container_options: Mapping[str, str] | None = None,
+    ) -> None:
+        if rtsp_transport not in ("tcp", "udp"):
+            raise ValueError(f"rtsp_transport must be 'tcp' or 'udp', got {rtsp_transport!r}")
+        self.location = str(location)
+        self.kind = source_kind(self.location)
+        self.stream_id = stream_id or default_stream_id(self.location)
+        self.options = options or DecodeOptions()
+        self.rtsp_transport = rtsp_transport
+        self.open_timeout_s = open_timeout_s
+        self.read_timeout_s = read_timeout_s
+        self.container_options = dict(container_options or {})
         self.stats = SourceStats()
         self._container: av.container.InputContainer | None = None
 
+    @property
+    def display_name(self) -> str:
+        """The location with its password masked: the only form that goes into messages."""
+        return mask_url(self.location)
+
     def open(self) -> None:
-        if not self.path.is_file():
-            raise SourceOpenError(f"{self.path}: no such file")
+        name = self.display_name
+        path = self.location.removeprefix("file://")
+        if self.kind is SourceKind.FILE and not Path(path).is_file():
+            raise SourceOpenError(f"{name}: no such file")
+        options = dict(self.container_options)
+        fmt = None
+        if self.kind is SourceKind.RTSP:
+            options.setdefault("rtsp_transport", self.rtsp_transport)
+        elif self.kind is SourceKind.DEVICE:
+            fmt = "v4l2"
+            path = path.removeprefix("v4l2://")
+        timeout = None
+        if self.kind is not SourceKind.FILE:
+            timeout = (self.open_timeout_s, self.read_timeout_s)
         try:
-            container = av.open(str(self.path), mode="r")
-        except av.error.FFmpegError as exc:
-            raise SourceOpenError(f"{self.path}: not a readable video ({exc})") from exc
+            container = av.open(path, mode="r", format=fmt, options=options, timeout=timeout)
+        except (av.error.FFmpegError, OSError) as exc:
+            hint = (
+                "check that it is a complete video file"
+                if self.kind is SourceKind.FILE
+                else "check the URL, the credentials and that the camera is reachable"
+            )
+            raise SourceOpenError(
+                f"{name}: cannot open as video ({mask_url(str(exc))}); {hint}"
+            ) from exc
         if not container.streams.video:
             container.close()
-            raise SourceOpenError(f"{self.path}: the file has no video stream")
+            raise SourceOpenError(f"{name}: has no video stream")
         container.streams.video[0].thread_type = "AUTO"
         self._container = container
 
@@ -58,35 +114,87 @@ class AvFileSource:
             self._container.close()
             self._container = None
 
-    def __enter__(self) -> AvFileSource:
-        self.open()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
-
-    def __iter__(self) -> Iterator[Frame]:
+    def frames(self) -> Iterator[Frame]:
         if self._container is None:
             raise RuntimeError("open the source (or use it as a context manager) before reading")
-        stream = self._container.streams.video[0]
-        decoded = self._container.decode(stream)
+        return self._decode(self._container)
+
+    def _decode(self, container: av.container.InputContainer) -> Iterator[Frame]:
+        stream = container.streams.video[0]
+        decimator = FrameDecimator(self.options.max_fps)
+        live = self.kind.is_live
+        stats = self.stats
+        # Demux and decode packet by packet (not container.decode) so that a live stream
+        # sending packets that never make a picture is caught between packets.
+        pictures = self._pictures(container, stream)
+        last_picture = time.monotonic()
+        size: tuple[int, int] | None = None
         while True:
             t0 = time.perf_counter()
-            try:
-                picture = next(decoded)
-            except StopIteration:
+            picture = next(pictures, None)
+            if picture is None:
+                self._check_complete(stream)
                 return
-            except av.error.FFmpegError as exc:
-                raise SourceDecodeError(
-                    f"{self.path}: decoding failed after {self.stats.frames} frames ({exc})"
-                ) from exc
-            image = picture.to_ndarray(format="rgb24")
-            self.stats.decode_seconds += time.perf_counter() - t0
+            now = time.monotonic()
+            if live and now - last_picture > self.read_timeout_s:
+                raise SourceTimeoutError(
+                    f"{self.display_name}: no picture for {now - last_picture:.1f} s"
+                )
+            last_picture = now
             pts = float(picture.time) if picture.time is not None else None
-            yield Frame(self.stream_id, self.stats.frames, pts, time.time(), image)
-            self.stats.frames += 1
+            if not decimator.keep(pts):
+                stats.skipped += 1
+                stats.decode_seconds += time.perf_counter() - t0
+                continue
+            if size is None:
+                size = self.options.output_size(picture.width, picture.height)
+            width, height = size
+            if (width, height) == (picture.width, picture.height):
+                image = picture.to_ndarray(format="rgb24")
+            else:
+                # Scale in the decoder's YUV first, then convert the smaller picture: measured
+                # here at 1080p -> 720p, 2.6 ms/frame against 4.4-8 ms for one swscale call
+                # doing both (YUV 4:2:0 is half the bytes of RGB).
+                small = picture.reformat(width=width, height=height, interpolation="AREA")
+                image = small.to_ndarray(format="rgb24")
+            stats.decode_seconds += time.perf_counter() - t0
+            frame = Frame(self.stream_id, stats.frames + stats.skipped, pts, time.time(), image)
+            stats.frames += 1
+            yield frame
+
+    def _check_complete(self, stream: av.video.stream.VideoStream) -> None:
+        """Raise if a file's index promised more pictures than its data held.
+
+        FFmpeg reads a truncated MP4 whose index comes first (``+faststart``) without an
+        error and simply stops early; silently short files would skew every statistic.
+        """
+        declared = stream.frames
+        decoded = self.stats.frames + self.stats.skipped
+        missing = declared - decoded
+        if self.kind is SourceKind.FILE and missing > max(TRUNCATION_SLACK_FRAMES, declared // 100):
+            raise SourceDecodeError(
+                f"{self.display_name}: truncated, its index lists {declared} pictures but "
+                f"only {decoded} could be decoded; re-copy or re-encode the file"
+            )
+
+    def _pictures(
+        self, container: av.container.InputContainer, stream: av.video.stream.VideoStream
+    ) -> Iterator[av.VideoFrame]:
+        """Decoded pictures, with FFmpeg's errors turned into ours (path or masked URL)."""
+        name = self.display_name
+        try:
+            for packet in container.demux(stream):
+                yield from stream.decode(packet)  # the flush packet at the end drains threads
+        except (av.error.ExitError, av.error.TimeoutError) as exc:
+            raise SourceTimeoutError(
+                f"{name}: no data for {self.read_timeout_s:g} s (read timeout) ({exc})"
+            ) from exc
+        except (av.error.FFmpegError, OSError) as exc:
+            raise SourceDecodeError(
+                f"{name}: decoding failed after {self.stats.frames + self.stats.skipped} "
+                f"pictures ({mask_url(str(exc))}); the media is corrupt or truncated"
+            ) from exc
+
+
+class AvFileSource(AvSource):
+    """``AvSource`` for a local file; kept for callers written before ``AvSource`` existed."""

@@ -1,4 +1,7 @@
-"""Errors raised by video sources; each also subclasses the builtin a caller would expect."""
+"""Errors raised by video sources; each also subclasses the builtin a caller would expect.
+
+Messages never hold a password: sources pass locations through ``urls.mask_url``.
+"""
 
 from __future__ import annotations
 
@@ -13,3 +16,15 @@ class SourceOpenError(SourceError, OSError):
 
 class SourceDecodeError(SourceError, ValueError):
     """The source opened but its data cannot be decoded (corrupt or truncated media)."""
+
+
+class SourceTimeoutError(SourceError, TimeoutError):
+    """No frame arrived within the read timeout: the stream stalled without ending."""
+
+
+class SourceGaveUpError(SourceError, ConnectionError):
+    """A supervised source failed too many times in a row and stopped reconnecting."""
+
+
+class BackendUnavailableError(SourceError, ImportError):
+    """The decoding backend (GStreamer, PyGObject) is not installed on this machine."""

@@ -13,7 +13,8 @@ class Frame:
 
     Attributes:
         stream_id: the source's id (camera name or file stem); events are keyed by it.
-        index: 0-based position among the frames this source yielded.
+        index: 0-based number of the decoded picture in the stream; frames dropped by
+            decimation leave gaps, so indices of one stream id only ever increase.
         pts: presentation time in seconds from the stream's timeline, ``None`` when the
             container gives none (some raw streams).
         wall_time: Unix time at which the frame was decoded; the capture clock for live sources.
