@@ -5,7 +5,11 @@ Modules, one job each:
 - ``frame``: ``Frame`` (stream id, picture index, pts, wall time, RGB uint8 HxWx3).
 - ``source``: the ``Source`` interface (open / iterate / close / stats, context manager),
   ``DecodeOptions`` (``max_fps`` decimation before RGB conversion, maximum size).
-- ``av_source``: ``AvSource``, PyAV for files, RTSP (TCP/UDP), HTTP(S)/HLS and V4L2.
+- ``av_source``: ``AvSource``, PyAV for files, RTSP (TCP/UDP), HTTP(S)/HLS and V4L2, with
+  optional hardware decoding (``hwaccel``) that falls back to software and says why.
+- ``hwaccel``: which hardware device types FFmpeg offers, and whether one opens here.
+- ``open``: ``open_source(location, backend)``, a bare source for files, a supervised one
+  for live streams (``fqm bench decode`` uses it).
 - ``gst_source``: ``GstSource``, GStreamer (``uridecodebin`` / ``rtspsrc`` or a user pipeline).
 - ``supervisor``: ``SupervisedSource``, reconnects with backoff, stall watchdog, crash-loop cap,
   status ``events``; ``backoff`` holds the delay policy.

@@ -7,9 +7,11 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 import av
+from av.codec.hwaccel import HWAccel
 
 from pipelines.errors import SourceDecodeError, SourceOpenError, SourceTimeoutError
 from pipelines.frame import Frame
+from pipelines.hwaccel import available_hwaccels, choose_device, hw_pixel_formats
 from pipelines.source import DecodeOptions, FrameDecimator, Source, SourceStats
 from pipelines.urls import SourceKind, default_stream_id, mask_url, source_kind
 
@@ -41,6 +43,15 @@ class AvSource(Source):
         rtsp_transport: ``"tcp"`` (default: survives NAT and lossy Wi-Fi) or ``"udp"``.
         open_timeout_s, read_timeout_s: network timeouts, see the module constants.
         container_options: extra FFmpeg options (e.g. ``{"video_size": "1280x720"}`` for V4L2).
+        hwaccel: decode on a hardware device: a type from ``available_hwaccels()`` (``"cuda"``,
+            ``"qsv"``, ...) or ``"auto"`` (the first that opens, see ``AUTO_PREFERENCE``).
+            ``None`` (default) decodes in software. When the device cannot be opened, or its
+            decoder refuses the stream, decoding falls back to software; ``stats.hwaccel``
+            then stays ``None`` and ``stats.hwaccel_note`` says why. Pictures are copied back
+            to system memory for the RGB conversion.
+        hwaccel_device: which device of that type (a CUDA index such as ``"1"``, a DRI node).
+        threads: decoder threads; 0 (default) lets FFmpeg use one per core. With many
+            streams per core, 1 or 2 per stream avoid oversubscription.
 
     Example:
         >>> with AvSource("rtsp://user:pw@cam/stream", options=DecodeOptions(max_fps=10)) as s:
@@ -58,9 +69,19 @@ class AvSource(Source):
         open_timeout_s: float = DEFAULT_OPEN_TIMEOUT_S,
         read_timeout_s: float = DEFAULT_READ_TIMEOUT_S,
         container_options: Mapping[str, str] | None = None,
+        hwaccel: str | None = None,
+        hwaccel_device: str | None = None,
+        threads: int = 0,
     ) -> None:
         if rtsp_transport not in ("tcp", "udp"):
             raise ValueError(f"rtsp_transport must be 'tcp' or 'udp', got {rtsp_transport!r}")
+        if hwaccel is not None and hwaccel != "auto" and hwaccel not in available_hwaccels():
+            raise ValueError(
+                f"hwaccel must be None, 'auto' or one of this FFmpeg's device types "
+                f"{available_hwaccels()}, got {hwaccel!r}"
+            )
+        if threads < 0:
+            raise ValueError(f"threads must be >= 0 (0: one per core), got {threads}")
         self.location = str(location)
         self.kind = source_kind(self.location)
         self.stream_id = stream_id or default_stream_id(self.location)
@@ -69,8 +90,13 @@ class AvSource(Source):
         self.open_timeout_s = open_timeout_s
         self.read_timeout_s = read_timeout_s
         self.container_options = dict(container_options or {})
+        self.hwaccel = hwaccel
+        self.hwaccel_device = hwaccel_device
+        self.threads = threads
         self.stats = SourceStats()
         self._container: av.container.InputContainer | None = None
+        # Pixel formats of the chosen device's pictures; empty when decoding in software.
+        self._hw_formats: set[str] = set()
 
     @property
     def display_name(self) -> str:
@@ -92,8 +118,20 @@ class AvSource(Source):
         timeout = None
         if self.kind is not SourceKind.FILE:
             timeout = (self.open_timeout_s, self.read_timeout_s)
+        device_type, note = None, ""
+        hwaccel = None
+        if self.hwaccel is not None:
+            device_type, note = choose_device(self.hwaccel, self.hwaccel_device)
+            if device_type is not None:
+                hwaccel = HWAccel(
+                    device_type=device_type,
+                    device=self.hwaccel_device,
+                    allow_software_fallback=True,
+                )
         try:
-            container = av.open(path, mode="r", format=fmt, options=options, timeout=timeout)
+            container = av.open(
+                path, mode="r", format=fmt, options=options, timeout=timeout, hwaccel=hwaccel
+            )
         except (av.error.FFmpegError, OSError) as exc:
             hint = (
                 "check that it is a complete video file"
@@ -106,8 +144,25 @@ class AvSource(Source):
         if not container.streams.video:
             container.close()
             raise SourceOpenError(f"{name}: has no video stream")
-        container.streams.video[0].thread_type = "AUTO"
+        stream = container.streams.video[0]
+        stream.thread_type = "AUTO"
+        stream.codec_context.thread_count = self.threads
+        self._set_decoder(stream.codec_context, device_type, note)
         self._container = container
+
+    def _set_decoder(
+        self, codec_context: av.codec.context.CodecContext, device_type: str | None, note: str
+    ) -> None:
+        """Record which decoder runs; the first picture confirms the hardware (``_decode``)."""
+        stats = self.stats
+        stats.decoder = codec_context.name
+        self._hw_formats = set()
+        if device_type is not None and not codec_context.is_hwaccel:
+            note = f"{device_type}: the {codec_context.name} decoder cannot use it"
+            device_type = None
+        if device_type is not None:
+            self._hw_formats = hw_pixel_formats(codec_context.codec, device_type)
+        stats.hwaccel, stats.hwaccel_note = device_type, note
 
     def close(self) -> None:
         if self._container is not None:
@@ -141,6 +196,8 @@ class AvSource(Source):
                     f"{self.display_name}: no picture for {now - last_picture:.1f} s"
                 )
             last_picture = now
+            if self._hw_formats:
+                self._confirm_hardware(stream.codec_context)
             pts = float(picture.time) if picture.time is not None else None
             if not decimator.keep(pts):
                 stats.skipped += 1
@@ -161,6 +218,22 @@ class AvSource(Source):
             frame = Frame(self.stream_id, stats.frames + stats.skipped, pts, time.time(), image)
             stats.frames += 1
             yield frame
+
+    def _confirm_hardware(self, codec_context: av.codec.context.CodecContext) -> None:
+        """After the first picture: did the device decode it, or did FFmpeg fall back?
+
+        The decoder picks its output format once it has parsed the stream; a device that
+        cannot take this profile or size makes it choose a software format instead.
+        """
+        fmt = codec_context.pix_fmt
+        if fmt not in self._hw_formats:
+            stats = self.stats
+            stats.hwaccel_note = (
+                f"{stats.hwaccel}: the hardware decoder refused this stream (profile or size), "
+                f"FFmpeg decodes it in software ({fmt})"
+            )
+            stats.hwaccel = None
+        self._hw_formats = set()
 
     def _check_complete(self, stream: av.video.stream.VideoStream) -> None:
         """Raise if a file's index promised more pictures than its data held.

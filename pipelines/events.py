@@ -34,11 +34,16 @@ class Connecting(StatusEvent):
 
 @dataclass(frozen=True)
 class Up(StatusEvent):
-    """The first frame of this attempt arrived."""
+    """The first frame of this attempt arrived; ``decoder`` says which decoder runs.
+
+    ``decoder`` is ``SourceStats.decoder_summary`` of the inner source, e.g. ``"h264 on
+    cuda"`` or ``"h264 in software (cuda: cannot open the device ...)"``.
+    """
 
     attempt: int = 1
     width: int = 0
     height: int = 0
+    decoder: str = ""
 
 
 @dataclass(frozen=True)

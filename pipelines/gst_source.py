@@ -335,6 +335,8 @@ class GstSource(Source):
                 waited = time.monotonic() - waited_from
                 if waited > self.read_timeout_s:
                     raise SourceTimeoutError(f"{name}: no picture for {waited:.1f} s")
+            if not stats.decoder:
+                self._find_decoder()
             image = self._to_array(sample)
             buffer = sample.get_buffer()
             pts = None if buffer.pts == gst.CLOCK_TIME_NONE else buffer.pts / gst.SECOND
@@ -343,6 +345,26 @@ class GstSource(Source):
             stats.decode_seconds += time.perf_counter() - t0
             stats.frames += 1
             yield Frame(self.stream_id, number, pts, time.time(), image)
+
+    def _find_decoder(self) -> None:
+        """Record the video decoder ``decodebin`` picked (known once a picture came out)."""
+        decoders: list[Any] = []
+
+        def visit(element: Any) -> None:
+            factory = element.get_factory()
+            klass = factory.get_metadata("klass") if factory is not None else ""
+            if "Decoder/Video" in klass:
+                decoders.append(factory)
+
+        self._pipeline.iterate_recurse().foreach(visit)
+        if not decoders:
+            self.stats.decoder = "unknown"
+            return
+        factory = decoders[0]
+        name = factory.get_name()
+        hardware = name in NVIDIA_DECODERS or "Hardware" in factory.get_metadata("klass")
+        self.stats.decoder = name
+        self.stats.hwaccel = ("cuda" if name.startswith("nv") else "hardware") if hardware else None
 
     def _to_array(self, sample: Any) -> np.ndarray:
         structure = sample.get_caps().get_structure(0)

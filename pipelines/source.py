@@ -22,6 +22,11 @@ class SourceStats:
         dropped: frames discarded because the consumer lagged (live queues drop the oldest).
         reconnects: times a supervised source reconnected.
         decode_seconds: wall time spent demuxing, decoding and converting.
+        decoder: the decoder that ran, e.g. ``"h264"`` (PyAV's codec) or ``"avdec_h264"``
+            (GStreamer's element); empty until the source has opened.
+        hwaccel: the hardware device type that decoded (``"cuda"``, ...), ``None`` for software.
+        hwaccel_note: why decoding is in software although hardware was asked for (no device,
+            no hardware support for this codec or profile); empty otherwise.
     """
 
     frames: int = 0
@@ -29,6 +34,20 @@ class SourceStats:
     dropped: int = 0
     reconnects: int = 0
     decode_seconds: float = 0.0
+    decoder: str = ""
+    hwaccel: str | None = None
+    hwaccel_note: str = ""
+
+    @property
+    def decoder_summary(self) -> str:
+        """One line for logs and status events, e.g. ``"h264 on cuda"`` or
+        ``"h264 in software (cuda: no device)"``; empty before the first picture."""
+        if not self.decoder:
+            return ""
+        if self.hwaccel:
+            return f"{self.decoder} on {self.hwaccel}"
+        note = f" ({self.hwaccel_note})" if self.hwaccel_note else ""
+        return f"{self.decoder} in software{note}"
 
 
 @dataclass(frozen=True)

@@ -168,6 +168,12 @@ class SupervisedSource(Source):
         self._stop = threading.Event()
         self._watchdog: threading.Thread | None = None
         self._readers: list[_Reader] = []
+        # Inner sources' decode time and skipped pictures, summed over readers that ended;
+        # the lock keeps a reader from being counted twice (or not at all) while it moves
+        # from ``_readers`` to these totals.
+        self._stats_lock = threading.Lock()
+        self._retired_decode_s = 0.0
+        self._retired_skipped = 0
 
     def open(self) -> None:
         """Start connecting in the background; frames (and events) follow."""
@@ -189,6 +195,7 @@ class SupervisedSource(Source):
             reader.join(CLOSE_JOIN_S)
             if reader.is_alive():
                 log.warning("%s: a reader is still blocked; leaving it", self.stream_id)
+        self._refresh_stats()
 
     def frames(self) -> Iterator[Frame]:
         if self._watchdog is None:
@@ -200,12 +207,41 @@ class SupervisedSource(Source):
             try:
                 frame = self._queue.get()
             except QueueClosed:
+                self._refresh_stats()
                 return
+            except BaseException:
+                self._refresh_stats()
+                raise
             if frame is None:
                 continue
             self.stats.frames += 1
-            self.stats.dropped = self._queue.dropped
+            self._refresh_stats()
             yield frame
+
+    def _refresh_stats(self) -> None:
+        """Fold the inner sources' counters (every reconnect's) into ``stats``.
+
+        ``frames`` counts frames yielded here; ``dropped`` the ones the queue discarded;
+        ``decode_seconds`` and ``skipped`` are summed over all inner sources, so that
+        ``decode_seconds / (frames + dropped)`` is the cost of a frame across reconnects.
+        ``decoder``, ``hwaccel`` and ``hwaccel_note`` are the latest inner source's.
+        """
+        stats = self.stats
+        with self._stats_lock:
+            readers = list(self._readers)
+            decode_s, skipped = self._retired_decode_s, self._retired_skipped
+        for reader in readers:
+            decode_s += reader.source.stats.decode_seconds
+            skipped += reader.source.stats.skipped
+        stats.decode_seconds, stats.skipped = decode_s, skipped
+        stats.dropped = self._queue.dropped
+        if readers:
+            inner = readers[-1].source.stats
+            stats.decoder, stats.hwaccel, stats.hwaccel_note = (
+                inner.decoder,
+                inner.hwaccel,
+                inner.hwaccel_note,
+            )
 
     # -- watchdog thread ------------------------------------------------------------------
 
@@ -235,7 +271,12 @@ class SupervisedSource(Source):
             location = mask_url(str(getattr(source, "location", "") or self.stream_id))
             self._emit(Connecting(self.stream_id, "connecting", attempt=attempt, location=location))
             reader = _Reader(source, self._queue, next_index)
-            self._readers = [r for r in self._readers if r.is_alive()] + [reader]
+            with self._stats_lock:
+                for ended in self._readers:
+                    if not ended.is_alive():
+                        self._retired_decode_s += ended.source.stats.decode_seconds
+                        self._retired_skipped += ended.source.stats.skipped
+                self._readers = [r for r in self._readers if r.is_alive()] + [reader]
             reader.start()
             reason = self._watch(reader, attempt)
             next_index = reader.last_index + 1
@@ -282,6 +323,7 @@ class SupervisedSource(Source):
                         attempt=attempt,
                         width=image.shape[1],
                         height=image.shape[0],
+                        decoder=mask_url(reader.source.stats.decoder_summary),
                     )
                 )
                 announced = True

@@ -95,6 +95,7 @@ class ThreadedSource(Source):
         self._queue.discard()
         if self._thread is not None:
             self._thread.join(CLOSE_JOIN_S)
+        self._refresh_stats()
 
     def frames(self) -> Iterator[Frame]:
         if self._thread is None:
@@ -106,8 +107,20 @@ class ThreadedSource(Source):
             try:
                 frame = self._queue.get()
             except QueueClosed:
+                self._refresh_stats()
                 return
             if frame is not None:
                 self.stats.frames += 1
-                self.stats.dropped = self._queue.dropped
+                self._refresh_stats()
                 yield frame
+
+    def _refresh_stats(self) -> None:
+        """Copy the inner source's decode time, skips and decoder into ``stats``."""
+        inner, stats = self.inner.stats, self.stats
+        stats.dropped = self._queue.dropped
+        stats.skipped, stats.decode_seconds = inner.skipped, inner.decode_seconds
+        stats.decoder, stats.hwaccel, stats.hwaccel_note = (
+            inner.decoder,
+            inner.hwaccel,
+            inner.hwaccel_note,
+        )
