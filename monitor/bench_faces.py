@@ -99,8 +99,9 @@ def bench_faces(
 ) -> FacesBenchResult:
     """Runs the face stage and alignment over ``path`` and times each step.
 
-    ``threads`` is the LiteRT interpreter's thread count (the landmarker's ``num_threads``);
-    torch's thread count (used by the crop warps) is whatever the caller set.
+    ``threads`` is the LiteRT interpreters' thread count (the landmarker's and the full-range
+    detector's ``num_threads``); torch's thread count (crop warps, the full-range detector's
+    resize) is whatever the caller set.
     """
     import numpy as np
 
@@ -115,7 +116,7 @@ def bench_faces(
     from pipelines.av_source import AvFileSource
 
     steps = {name: StepTime() for name in STEPS}
-    with FaceDetector(model) as detector:  # type: ignore[arg-type]
+    with FaceDetector(model, num_threads=threads) as detector:  # type: ignore[arg-type]
         stage = FaceStage(
             _Timed(detector, {"detect": steps["detection"]}),  # type: ignore[arg-type]
             tracker=_Timed(  # type: ignore[arg-type]
@@ -206,7 +207,7 @@ def _table(r: FacesBenchResult) -> str:
     type=click.IntRange(min=1),
     default=1,
     show_default=True,
-    help="CPU threads for LiteRT (landmarks) and torch (crop warps) in this process.",
+    help="CPU threads for LiteRT (landmarks, full-range detection) and torch in this process.",
 )
 def faces_cli(
     source: Path,

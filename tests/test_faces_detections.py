@@ -7,7 +7,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from monitor.faces.boxes import box_iou, nms
+from monitor.faces.boxes import box_iou, nms, weighted_nms
 from monitor.faces.detections import FaceDetections
 
 
@@ -98,3 +98,16 @@ def test_iou_and_nms() -> None:
     assert iou[0, 2] == 0
     keep = nms(a, np.array([0.5, 0.9, 0.7]), iou_threshold=0.3)
     assert keep.tolist() == [1, 2]
+
+
+def test_weighted_nms_averages_each_cluster_by_score_and_keeps_its_best_score() -> None:
+    xyxy = np.array([[0, 0, 10, 10], [2, 0, 12, 10], [100, 100, 110, 110]], np.float32)
+    scores = np.array([0.6, 0.9, 0.3])
+    points = np.array([[[0, 0]], [[5, 5]], [[100, 100]]], np.float32)
+    boxes, kept, pts = weighted_nms(xyxy, scores, points, iou_threshold=0.3)
+    assert kept.tolist() == pytest.approx([0.9, 0.3])
+    assert boxes[0].tolist() == pytest.approx([1.2, 0, 11.2, 10])  # (0.6 * 0 + 0.9 * 2) / 1.5
+    assert pts[0, 0].tolist() == pytest.approx([3, 3])
+    assert boxes[1].tolist() == [100, 100, 110, 110]
+    empty = weighted_nms(np.zeros((0, 4)), np.zeros(0), np.zeros((0, 6, 2)), 0.3)
+    assert [a.shape for a in empty] == [(0, 4), (0,), (0, 6, 2)]

@@ -1,14 +1,16 @@
 """Faces in video: detection, tracking, dense landmarks and the 68-point iBUG layout.
 
-Flow for one stream: ``FaceDetector.detect`` (``FaceDetections``) → ``FaceTracker.update``
-(``TrackedFaces`` + ``TrackEvent``) → ``FaceLandmarker.landmarks`` (``FaceLandmarks``, with
-``.ibug68`` for DSL-FIQA) → ``align_face`` (``AlignedFace``, 512x512 + 68 points) and
-``quality_signals``. ``FaceStage`` wires detection, tracking and landmarks together for
-``Frame`` objects, ending tracks at shot cuts.
+Flow for one stream: ``FaceDetector.detect`` (``FaceDetections``; its full-range model is
+``FullRangeDetector``) → ``FaceTracker.update`` (``TrackedFaces`` + ``TrackEvent``) →
+``FaceLandmarker.landmarks`` (``FaceLandmarks``, with ``.ibug68`` for DSL-FIQA) →
+``align_face`` (``AlignedFace``, 512x512 + 68 points) and ``quality_signals``. ``FaceStage``
+wires detection, tracking and landmarks together for ``Frame`` objects, ending tracks at shot
+cuts.
 Everything that flows between these steps is an immutable dataclass of read-only arrays.
 """
 
 from monitor.faces.align import AlignedFace, align_face
+from monitor.faces.blazeface_full import FullRangeDetector
 from monitor.faces.detections import KEYPOINT_NAMES, FaceDetections
 from monitor.faces.detector import FaceDetector
 from monitor.faces.ibug68 import MESH_FOR_IBUG68, mesh_to_ibug68
@@ -37,6 +39,7 @@ __all__ = [
     "FaceStage",
     "FaceTracker",
     "FacesFrame",
+    "FullRangeDetector",
     "QualitySignals",
     "ShotCutDetector",
     "TrackEvent",

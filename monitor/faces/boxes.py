@@ -1,4 +1,4 @@
-"""Box geometry shared by the detector (non-maximum suppression) and the tracker (IoU)."""
+"""Box geometry shared by the detectors (non-maximum suppression) and the tracker (IoU)."""
 
 from __future__ import annotations
 
@@ -37,6 +37,39 @@ def nms(xyxy: np.ndarray, scores: np.ndarray, iou_threshold: float) -> np.ndarra
         keep.append(int(i))
         suppressed |= iou[i] > iou_threshold
     return np.asarray(keep, np.int64)
+
+
+def weighted_nms(
+    xyxy: np.ndarray, scores: np.ndarray, points: np.ndarray, iou_threshold: float
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """MediaPipe's weighted non-maximum suppression (its ``WEIGHTED`` algorithm).
+
+    Greedy like ``nms``, but each kept detection's box and points become the score-weighted
+    mean of its cluster (itself and every remaining box overlapping it by more than
+    ``iou_threshold``); its score stays the cluster's best. ``points`` is ``[N, K, 2]``.
+    Returns ``(xyxy [M, 4], scores [M], points [M, K, 2])``, best score first.
+    """
+    xyxy = np.asarray(xyxy, np.float64).reshape(-1, 4)
+    scores = np.asarray(scores, np.float64).reshape(-1)
+    points = np.asarray(points, np.float64)
+    order = np.argsort(-scores, kind="stable")
+    iou = box_iou(xyxy, xyxy)
+    done = np.zeros(len(scores), bool)
+    out_box, out_score, out_pts = [], [], []
+    for i in order:
+        if done[i]:
+            continue
+        cluster = np.flatnonzero(~done & (iou[i] > iou_threshold))
+        cluster = np.union1d(cluster, [i])
+        done[cluster] = True
+        total = scores[cluster].sum()
+        w = scores[cluster] / total if total > 0 else np.full(len(cluster), 1 / len(cluster))
+        out_box.append(w @ xyxy[cluster])
+        out_pts.append(np.tensordot(w, points[cluster], axes=1))
+        out_score.append(scores[i])
+    if not out_score:
+        return np.zeros((0, 4)), np.zeros(0), np.zeros((0, *points.shape[1:]))
+    return np.stack(out_box), np.asarray(out_score), np.stack(out_pts)
 
 
 def xyxy_to_cxcywh(xyxy: np.ndarray) -> np.ndarray:

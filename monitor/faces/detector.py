@@ -1,17 +1,20 @@
 """``FaceDetector``: MediaPipe BlazeFace on a frame, filtered to plausible faces.
 
 Two models: the short-range one (faces within ~2 m of the camera, large in the picture; the
-fastest) and the full-range one for distant, small faces. The full-range model that loads in
-the MediaPipe Tasks API is the *sparse* file (it logs "Sparsity tensors may not yet be fully
-supported" and works); the non-sparse ``face_detection_full_range.tflite`` lacks the input
-normalisation metadata the Tasks API requires and is refused. ``model="both"`` runs the two
-and merges them with non-maximum suppression: what a fixed camera covering near and far
-needs, at about twice the cost.
+fastest), run by MediaPipe's Tasks API, and the full-range one for distant, small faces, run
+by ``FullRangeDetector`` in LiteRT (``blazeface_full``). The full-range model is the
+non-sparse ``face_detection_full_range.tflite``, which the Tasks API refuses (no input
+normalisation metadata). The sparse file the Tasks API does load was dropped: on t1.jpg it
+found 3 of 6 faces against 5, and scored a logo 0.50 against 0.22; nothing was better about
+it. ``model="both"`` runs the two and merges them with non-maximum suppression: what a fixed
+camera covering near and far needs, at about twice the cost.
 
-Scores: real faces score ~0.8-0.95 while logos, blocks and textures reach 0.3-0.65 (measured
-on this project's media), hence ``min_score=0.6``. Detections between ``low_score`` and
-``min_score`` are still returned (with their score) because the tracker's second pass uses
-them to keep an existing track alive; they never start a track on their own.
+Scores: real faces score ~0.8-0.95 while logos, blocks and textures reach 0.3-0.65 with the
+short-range model (measured on this project's media; the full-range one stays under 0.3 on
+them), hence ``min_score=0.6``, also MediaPipe's own threshold for both models. Detections
+between ``low_score`` and ``min_score`` are still returned (with their score) because the
+tracker's second pass uses them to keep an existing track alive; they never start a track on
+their own.
 """
 
 from __future__ import annotations
@@ -23,6 +26,8 @@ from typing import Literal
 import numpy as np
 
 from monitor.assets import asset_path
+from monitor.faces import blazeface_full
+from monitor.faces.blazeface_full import FullRangeDetector
 from monitor.faces.boxes import nms
 from monitor.faces.detections import FaceDetections
 
@@ -30,7 +35,7 @@ DetectorModel = Literal["short", "full", "both"]
 
 MODEL_FILES: dict[str, str] = {
     "short": "face_detection_short_range.tflite",
-    "full": "face_detection_full_range_sparse.tflite",
+    "full": blazeface_full.MODEL_FILE,
 }
 
 #: A detection at or above this score is a face (see the module docstring for why 0.6).
@@ -76,6 +81,10 @@ class FaceDetector:
         min_face_size: least box width and height in pixels.
         nms_iou: IoU above which overlapping detections are merged (``model="both"``).
         model_paths: override of the model files (default: the checked assets).
+        num_threads: CPU threads of the full-range model's LiteRT interpreter.
+
+    Not thread-safe (the full-range model's LiteRT interpreter, MediaPipe's graphs): use one
+    detector per thread. Streams processed one after another on one thread may share one.
 
     Example:
         >>> with FaceDetector() as detector:  # doctest: +SKIP
@@ -91,14 +100,16 @@ class FaceDetector:
         min_face_size: float = DEFAULT_MIN_FACE_SIZE,
         nms_iou: float = DEFAULT_NMS_IOU,
         model_paths: dict[str, Path] | None = None,
+        num_threads: int = blazeface_full.DEFAULT_NUM_THREADS,
     ) -> None:
         self.settings = DetectorSettings(model, min_score, low_score, min_face_size, nms_iou)
-        from mediapipe.tasks.python import BaseOptions, vision
+        paths = model_paths or {}
+        self._short = None
+        self._full: FullRangeDetector | None = None
+        if model in ("short", "both"):
+            from mediapipe.tasks.python import BaseOptions, vision
 
-        names = ["short", "full"] if model == "both" else [model]
-        self._detectors = []
-        for name in names:
-            path = (model_paths or {}).get(name) or asset_path(MODEL_FILES[name])
+            path = paths.get("short") or asset_path(MODEL_FILES["short"])
             options = vision.FaceDetectorOptions(
                 base_options=BaseOptions(model_asset_path=str(path)),
                 running_mode=vision.RunningMode.IMAGE,
@@ -106,22 +117,32 @@ class FaceDetector:
                 # MediaPipe's own suppression is per model; ours merges across models.
                 min_suppression_threshold=0.3,
             )
-            self._detectors.append(vision.FaceDetector.create_from_options(options))
+            self._short = vision.FaceDetector.create_from_options(options)
+        if model in ("full", "both"):
+            self._full = FullRangeDetector(
+                min_score=min_score,
+                low_score=low_score,
+                num_threads=num_threads,
+                model_path=paths.get("full"),
+            )
 
     def detect(self, image: np.ndarray) -> FaceDetections:
         """Faces and low-score candidates in an RGB ``uint8 [H, W, 3]`` image, best first."""
-        import mediapipe as mp
-
         if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
             raise ValueError(
                 f"expected an RGB uint8 (H, W, 3) image, got {image.dtype} {image.shape}"
             )
         h, w = image.shape[:2]
-        mp_image = mp.Image(image_format=mp.ImageFormat.SRGB, data=np.ascontiguousarray(image))
-        parts = [
-            FaceDetections.from_mediapipe(d.detect(mp_image), w, h).clipped(w, h)
-            for d in self._detectors
-        ]
+        parts = []
+        if self._short is not None:
+            import mediapipe as mp
+
+            data = np.ascontiguousarray(image)
+            mp_image = mp.Image(image_format=mp.ImageFormat.SRGB, data=data)
+            found = self._short.detect(mp_image)
+            parts.append(FaceDetections.from_mediapipe(found, w, h).clipped(w, h))
+        if self._full is not None:
+            parts.append(self._full.detect(image))
         dets = FaceDetections.merge(parts)
         s = self.settings
         keep = (
@@ -130,7 +151,7 @@ class FaceDetector:
             & (dets.heights >= s.min_face_size)
         )
         dets = dets[keep]
-        if len(self._detectors) > 1:
+        if len(parts) > 1:
             return dets[nms(dets.xyxy, dets.scores, s.nms_iou)]
         return dets[np.argsort(-dets.scores, kind="stable")]
 
@@ -139,9 +160,12 @@ class FaceDetector:
         return detections[detections.scores >= self.settings.min_score]
 
     def close(self) -> None:
-        for d in self._detectors:
-            d.close()
-        self._detectors = []
+        if self._short is not None:
+            self._short.close()
+            self._short = None
+        if self._full is not None:
+            self._full.close()
+            self._full = None
 
     def __enter__(self) -> FaceDetector:
         return self

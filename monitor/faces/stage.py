@@ -8,7 +8,8 @@ cut (edited video) every track ends before the new shot is tracked, so that no i
 different person who happens to stand where the last one was (``shot_cut``).
 
 Threads: the stage is meant to run one per stream worker, single-threaded. The landmarker's
-LiteRT interpreter uses ``num_threads=1`` (and is not thread-safe: one landmarker per stage),
+and the full-range detector's LiteRT interpreters use ``num_threads=1`` (and are not
+thread-safe: one landmarker and one detector per worker thread),
 and the process that runs stages should call ``torch.set_num_threads(1)`` (process-wide, so
 it is the entry point's call, as ``fqm bench faces --threads`` does): torch only does the crop
 warps here, and on a loaded 2-core machine 2 threads doubled the stage's time per frame (720p,
@@ -61,7 +62,9 @@ class FaceStage:
     """Runs detector, tracker and (optionally) landmarker on the frames of ONE stream.
 
     Args:
-        detector: the face detector (shared detectors are fine: it keeps no per-stream state).
+        detector: the face detector. It keeps no per-stream state, so stages run on one
+            thread may share one; it is not thread-safe (LiteRT, MediaPipe), so stages on
+            different threads need their own.
         tracker: this stream's tracker (default: ``FaceTracker()``).
         landmarker: computes meshes for confirmed faces; ``None`` skips landmarks.
         detect_every: run the detector on one frame in this many (1 = every frame).
