@@ -8,7 +8,9 @@ from monitor import __version__
 from monitor.assets import assets_cli
 from monitor.bench import bench_cli
 from monitor.bench_faces import faces_cli
+from monitor.bench_quality import modes_cli, quality_cli
 from monitor.doctor import doctor_cli
+from monitor.score_cli import eval_cli, score_cli
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -20,6 +22,10 @@ def cli() -> None:
 cli.add_command(doctor_cli)
 cli.add_command(assets_cli)
 cli.add_command(bench_cli)
+cli.add_command(score_cli)
+cli.add_command(eval_cli)
+bench_cli.add_command(quality_cli)
+bench_cli.add_command(modes_cli)
 bench_cli.add_command(faces_cli)
 
 

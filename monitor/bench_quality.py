@@ -1,0 +1,517 @@
+"""``fqm bench quality`` and ``fqm bench modes``: DSL-FIQA speed and crop-mode agreement.
+
+``quality`` times the torch engine (crops from several faces batched together, as the
+scoring scheduler will) against the official procedure reproduced naively in the same run:
+batch 1, one crop at a time (degradation encoder then quality network, ``no_grad``), the 20
+random crops per face of the official ``test.py``. Both include crop preparation.
+
+``modes`` measures how far the cheap crop modes (``fixed5``, ``center``) land from
+``official`` over a set of faces: Spearman rank correlation, Pearson correlation and mean
+absolute difference of the per-face scores.
+
+Without ``--weights`` both use weights regenerated from the repository's test fixture
+(random values). Speed does not depend on weight values; mode agreement does, so ``modes``
+with those weights measures how sensitive an untrained network is to crop position, not
+how the real model's modes agree (see docs/quality-modes.md).
+
+Until monitor/ has a face aligner, the faces are the bundled stills and video frames,
+centre-cropped to a square and resized to 512x512, with one generic 68-point layout.
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import av
+import click
+import numpy as np
+
+from monitor.score_cli import (
+    CROP_MODES,
+    DEVICES,
+    OFFICIAL_SEED,
+    AlignedInput,
+    CropMode,
+    check_device,
+    load_weights_dir,
+)
+from pipelines.av_source import AvFileSource
+
+# engines and torch are imported where used, so that `fqm --help` stays fast.
+if TYPE_CHECKING:
+    import torch
+
+    from engines import DslFiqa
+
+#: Side of the aligned face and of the official crop (engines.dslfiqa.preprocess).
+IMAGE_SIZE = 512
+CROP_SIZE = 384
+NUM_CROPS_OFFICIAL = 20
+
+BACKENDS: tuple[str, ...] = ("torch",)
+STILLS: tuple[str, ...] = (
+    "grace_hopper_512x512.jpg",
+    "astronaut.png",
+    "Tom_Hanks_54745.png",
+    "t1.jpg",
+)
+#: (video asset, take every N-th decoded frame).
+VIDEOS: tuple[tuple[str, int], ...] = (
+    ("franck.mp4", 240),
+    ("carphone_pristine.mp4", 40),
+    ("carphone_distorted.mp4", 40),
+)
+FIXTURE_WEIGHTS_NOTE = (
+    "fixture-regenerated weights (random values from tests/support/dslfiqa_fixture.py; "
+    "speed does not depend on weight values, scores are meaningless)"
+)
+
+# A generic iBUG 68-point layout in a 512x512 aligned face, placed as the official alignment
+# (box + 80-100 % margin per side) puts a frontal face: eyes near y=240, chin near y=370.
+# Jaw 0-16 (subject's right ear -> chin -> left ear), brows 17-26, nose 27-35, eyes 36-47,
+# lips 48-67. Every point lies in [128, 384], i.e. inside every official 384 crop.
+_JAW_T = np.pi - np.pi * np.arange(17) / 16
+_GENERIC_68 = np.concatenate(
+    [
+        np.stack([256 + 97 * np.cos(_JAW_T), 235 + 135 * np.sin(_JAW_T)], axis=1),
+        [[175, 212], [190, 203], [206, 200], [222, 202], [238, 207]],  # right brow
+        [[274, 207], [290, 202], [306, 200], [322, 203], [337, 212]],  # left brow
+        [[256, 235], [256, 252], [256, 269], [256, 286]],  # nose bridge
+        [[236, 298], [246, 301], [256, 303], [266, 301], [276, 298]],  # nose base
+        [[191, 240], [204, 234], [218, 234], [231, 240], [218, 245], [204, 245]],  # right eye
+        [[281, 240], [294, 234], [308, 234], [321, 240], [308, 245], [294, 245]],  # left eye
+        [[221, 330], [233, 322], [246, 318], [256, 320], [266, 318], [279, 322]],  # outer lip
+        [[291, 330], [279, 340], [266, 345], [256, 346], [246, 345], [233, 340]],
+        [[226, 330], [244, 326], [256, 327], [268, 326], [286, 330], [268, 334]],  # inner lip
+        [[256, 335], [244, 334]],
+    ]
+).astype(np.float32)
+
+
+def generic_landmarks68() -> np.ndarray:
+    """A fixed frontal-face 68-point layout [68,2] (x, y) for a 512x512 aligned face."""
+    return _GENERIC_68.copy()
+
+
+def center_square_512(image: np.ndarray) -> np.ndarray:
+    """Centre square of an RGB image, resized (bicubic) to 512x512 uint8."""
+    h, w = image.shape[:2]
+    side = min(h, w)
+    top, left = (h - side) // 2, (w - side) // 2
+    square = np.ascontiguousarray(image[top : top + side, left : left + side])
+    if side == IMAGE_SIZE:
+        return square
+    frame = av.VideoFrame.from_ndarray(square, format="rgb24")
+    return frame.reformat(IMAGE_SIZE, IMAGE_SIZE, interpolation="BICUBIC").to_ndarray()
+
+
+def center_crop_aligner(image: np.ndarray) -> list[AlignedInput]:
+    """Stand-in face aligner: the centre square as one face with the generic landmarks.
+
+    Use it only for measurements on pictures whose face is roughly centred; the real aligner
+    (detector + landmarks + roll alignment) comes from monitor/faces.
+    """
+    return [AlignedInput(center_square_512(image), generic_landmarks68())]
+
+
+@dataclass(frozen=True)
+class BenchFace:
+    label: str
+    image: np.ndarray  # uint8 [512,512,3]
+    landmarks: np.ndarray  # float32 [68,2]
+
+
+def _video_frames(path: Path, step: int) -> Iterator[tuple[int, np.ndarray]]:
+    with AvFileSource(path) as source:
+        for frame in source:
+            if frame.index % step == 0:
+                yield frame.index, np.array(frame.image)
+
+
+def bench_faces(n: int) -> list[BenchFace]:
+    """``n`` faces: the stills first, then video frames taken in turn from each video."""
+    from engines.dataset import read_image_rgb
+    from monitor.assets import asset_path
+
+    lmk = generic_landmarks68()
+    faces = [
+        BenchFace(name, center_square_512(read_image_rgb(asset_path(name))), lmk)
+        for name in STILLS[:n]
+    ]
+    streams = [(name, _video_frames(asset_path(name), step)) for name, step in VIDEOS]
+    while len(faces) < n and streams:
+        for entry in list(streams):
+            if len(faces) >= n:
+                break
+            name, frames = entry
+            got = next(frames, None)
+            if got is None:
+                streams.remove(entry)
+                continue
+            faces.append(BenchFace(f"{name}#{got[0]}", center_square_512(got[1]), lmk))
+    for _, frames in streams:
+        frames.close()
+    if len(faces) < n:
+        raise click.UsageError(f"only {len(faces)} bench faces are available; ask for fewer")
+    return faces
+
+
+def load_bench_model(weights: Path | None, device: str) -> tuple[DslFiqa, str]:
+    """The model to time: ``--weights`` if given, else the test fixture's regenerated weights."""
+    from engines import load_dslfiqa
+
+    if weights is not None:
+        model, folder = load_weights_dir(weights, device)
+        return model, str(folder)
+    try:
+        from tests.support.dslfiqa_fixture import regenerate_weights
+    except ImportError as exc:
+        raise click.UsageError(
+            "no --weights given and the test fixture (tests/support) is not available in this "
+            "install: pass --weights DIR with DE.pt and IQA.pt"
+        ) from exc
+    try:
+        de, iqa = regenerate_weights("DE"), regenerate_weights("IQA")
+    except (OSError, AssertionError) as exc:
+        raise click.UsageError(
+            f"no --weights given and the fixture weights cannot be regenerated ({exc}); "
+            "pass --weights DIR or set FQM_SHARED to the folder holding fixtures/"
+        ) from exc
+    return load_dslfiqa(de, iqa, check_device(device)), FIXTURE_WEIGHTS_NOTE
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+# ------------------------------------------------------------------------------ bench quality
+
+
+@dataclass(frozen=True)
+class SpeedResult:
+    """One timed run: ``faces`` faces, ``crops`` crops in ``seconds`` (prep + forward)."""
+
+    procedure: str  # "engine" or "official-naive"
+    mode: str
+    batch: int
+    faces: int
+    crops: int
+    seconds: float
+
+    @property
+    def crops_per_s(self) -> float:
+        return self.crops / self.seconds
+
+    @property
+    def ms_per_face(self) -> float:
+        return 1000 * self.seconds / self.faces
+
+    def to_json(self) -> dict[str, object]:
+        return {**asdict(self), "crops_per_s": self.crops_per_s, "ms_per_face": self.ms_per_face}
+
+
+def time_engine(
+    model: DslFiqa, faces: Sequence[BenchFace], mode: CropMode, batch: int
+) -> SpeedResult:
+    """Score ``faces`` in ``mode``, crops of all faces batched ``batch`` at a time."""
+    import torch
+
+    from engines.dslfiqa.preprocess import (
+        crop_images,
+        crop_offsets,
+        landmark_vectors,
+        normalize_image,
+    )
+
+    rng = np.random.RandomState(OFFICIAL_SEED)
+    _sync(model.device)
+    t0 = time.perf_counter()
+    crops, vectors, owner = [], [], []
+    for i, face in enumerate(faces):
+        offsets = crop_offsets(mode, rng)
+        crops.append(crop_images(normalize_image(face.image), offsets))
+        vectors.append(landmark_vectors(face.landmarks, offsets))
+        owner.extend([i] * len(offsets))
+    x, lm = np.concatenate(crops), np.concatenate(vectors)
+    scores = torch.cat(
+        [model.score_crops(x[j : j + batch], lm[j : j + batch]) for j in range(0, len(x), batch)]
+    ).numpy()
+    per_face = np.bincount(owner, weights=scores) / np.bincount(owner)
+    seconds = time.perf_counter() - t0
+    assert per_face.shape == (len(faces),)
+    return SpeedResult("engine", mode, batch, len(faces), len(x), seconds)
+
+
+def time_official_naive(model: DslFiqa, faces: Sequence[BenchFace]) -> SpeedResult:
+    """The official test.py loop: 20 random crops per face, each run alone (batch 1)."""
+    import torch
+
+    from engines.dslfiqa.preprocess import crop_images, landmark_vectors
+
+    np.random.seed(OFFICIAL_SEED)  # official setup_seed(20): the global legacy RNG
+    device = model.device
+    _sync(device)
+    t0 = time.perf_counter()
+    crops = 0
+    scores = []
+    for face in faces:
+        img = np.transpose(face.image.astype(np.float32) / 255, (2, 0, 1))
+        offsets = np.array(
+            [
+                (
+                    np.random.randint(0, IMAGE_SIZE - CROP_SIZE),
+                    np.random.randint(0, IMAGE_SIZE - CROP_SIZE),
+                )
+                for _ in range(NUM_CROPS_OFFICIAL)
+            ]
+        )
+        patches = crop_images((img - 0.5) / 0.5, offsets)
+        points = landmark_vectors(face.landmarks, offsets)
+        avg = torch.zeros(1, device=device)
+        for k in range(NUM_CROPS_OFFICIAL):
+            with torch.no_grad():
+                patch = torch.from_numpy(patches[k]).to(device).unsqueeze(0)
+                lmk = torch.from_numpy(points[k]).to(device).unsqueeze(0)
+                style, _ = model.de(patch)
+                avg += model.iqa(patch, style, lmk)
+            crops += 1
+        scores.append(float((avg / NUM_CROPS_OFFICIAL).item()))
+    _sync(device)
+    return SpeedResult("official-naive", "official", 1, len(faces), crops, time.perf_counter() - t0)
+
+
+@click.command("quality")
+@click.option("--backend", type=click.Choice(BACKENDS), default="torch", show_default=True)
+@click.option(
+    "--mode",
+    "modes",
+    type=click.Choice(CROP_MODES),
+    multiple=True,
+    help="Crop mode(s) to time (repeatable; default: center).",
+)
+@click.option(
+    "--batch",
+    "batches",
+    type=click.IntRange(min=1),
+    multiple=True,
+    help="Crops per forward (repeatable; default: 1).",
+)
+@click.option("--faces", type=click.IntRange(min=1), default=4, show_default=True)
+@click.option(
+    "--naive-faces",
+    type=click.IntRange(min=0),
+    default=1,
+    show_default=True,
+    help="Faces for the naive official baseline (20 crops each); 0 skips it.",
+)
+@click.option(
+    "--weights",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Folder with DE.pt and IQA.pt (default: the test fixture's regenerated weights).",
+)
+@click.option("--device", type=click.Choice(DEVICES), default="cpu", show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+def quality_cli(
+    backend: str,
+    modes: tuple[CropMode, ...],
+    batches: tuple[int, ...],
+    faces: int,
+    naive_faces: int,
+    weights: Path | None,
+    device: str,
+    as_json: bool,
+) -> None:
+    """DSL-FIQA crops/s and ms per face, against the official procedure on this machine."""
+    import torch
+
+    from engines import CheckpointError
+
+    modes = modes or ("center",)
+    batches = batches or (1,)
+    try:
+        model, weights_label = load_bench_model(weights, device)
+    except CheckpointError as exc:
+        raise click.ClickException(str(exc)) from exc
+    pool = bench_faces(max(faces, naive_faces))
+    log = (lambda m: click.echo(m, err=True)) if as_json else click.echo
+    log(f"weights: {weights_label}")
+    log(f"device: {device}, torch {torch.__version__}, {torch.get_num_threads()} threads")
+    # Warm-up (allocator, kernels) so that the first timed run is not penalised.
+    time_engine(model, pool[:1], "center", 1)
+    runs = [time_engine(model, pool[:faces], m, b) for m in modes for b in batches]
+    naive = time_official_naive(model, pool[:naive_faces]) if naive_faces else None
+
+    def ratio(r: SpeedResult) -> float | None:
+        return naive.ms_per_face / r.ms_per_face if naive else None
+
+    if as_json:
+        doc = {
+            "backend": backend,
+            "device": device,
+            "torch": torch.__version__,
+            "threads": torch.get_num_threads(),
+            "cpu": platform.processor() or platform.machine(),
+            "weights": weights_label,
+            "official_naive": naive.to_json() if naive else None,
+            "runs": [{**r.to_json(), "speedup_vs_official_naive": ratio(r)} for r in runs],
+        }
+        click.echo(json.dumps(doc, indent=2))
+        return
+    click.echo(
+        f"{'procedure':<15} {'mode':<9} {'batch':>5} {'faces':>5} {'crops':>5} "
+        f"{'crops/s':>8} {'ms/face':>10} {'x official':>10}"
+    )
+    for r in [*runs, *([naive] if naive else [])]:
+        x = ratio(r)
+        click.echo(
+            f"{r.procedure:<15} {r.mode:<9} {r.batch:>5} {r.faces:>5} {r.crops:>5} "
+            f"{r.crops_per_s:>8.3f} {r.ms_per_face:>10.0f} {'' if x is None else f'{x:.2f}':>10}"
+        )
+
+
+# -------------------------------------------------------------------------------- bench modes
+
+
+@dataclass(frozen=True)
+class ModeScores:
+    label: str
+    official: float
+    fixed5: float
+    center: float
+    official_crop_std: float  # spread of the 20 crop scores (official sampling noise source)
+
+
+def score_modes(
+    model: DslFiqa, faces: Sequence[BenchFace], progress: bool = True
+) -> list[ModeScores]:
+    """Per face: official (RNG seeded 20, continued across faces), fixed5 and center scores.
+
+    ``center`` is read off ``fixed5`` (its fifth crop is the centre crop) to save a forward.
+    """
+    from engines.dslfiqa.preprocess import crop_offsets
+
+    rng = np.random.RandomState(OFFICIAL_SEED)
+    out = []
+    t0 = time.perf_counter()
+    for i, f in enumerate(faces):
+        five = model.score_face(f.image, f.landmarks, mode="fixed5")
+        assert five.crops_top_left[4].tolist() == crop_offsets("center")[0].tolist()
+        off = model.score_face(f.image, f.landmarks, mode="official", seed=rng)
+        out.append(
+            ModeScores(
+                f.label,
+                off.score,
+                five.score,
+                float(five.crop_scores[4]),
+                float(np.std(off.crop_scores, ddof=1)),
+            )
+        )
+        if progress:
+            click.echo(
+                f"[{i + 1}/{len(faces)}] {f.label}: official {off.score:.4f} fixed5 "
+                f"{five.score:.4f} center {five.crop_scores[4]:.4f} "
+                f"({time.perf_counter() - t0:.0f}s)",
+                err=True,
+            )
+    return out
+
+
+def mode_agreement(rows: Sequence[ModeScores]) -> dict[str, dict[str, float | None]]:
+    """SRCC, PLCC, mean and max |diff| of fixed5 and center against official."""
+    from engines.metrics import mean_abs_diff, plcc, srcc
+
+    official = np.array([r.official for r in rows])
+
+    def clean(v: float) -> float | None:
+        return None if np.isnan(v) else v
+
+    out: dict[str, dict[str, float | None]] = {}
+    for mode in ("fixed5", "center"):
+        other = np.array([getattr(r, mode) for r in rows])
+        enough = len(rows) >= 2
+        out[mode] = {
+            "srcc": clean(srcc(other, official)) if enough else None,
+            "plcc": clean(plcc(other, official)) if enough else None,
+            "mean_abs_diff": mean_abs_diff(other, official),
+            "max_abs_diff": float(np.max(np.abs(other - official))),
+        }
+    crop_std = np.array([r.official_crop_std for r in rows])
+    out["official"] = {
+        "score_std_across_faces": float(np.std(official, ddof=1)) if len(rows) > 1 else None,
+        "mean_crop_score_std": float(crop_std.mean()),
+        # Standard error of a 20-crop mean: how far two official runs with different seeds
+        # land apart is about sqrt(2) times this.
+        "mean_sampling_se": float(crop_std.mean() / np.sqrt(NUM_CROPS_OFFICIAL)),
+    }
+    return out
+
+
+@click.command("modes")
+@click.option("--faces", type=click.IntRange(min=2), default=8, show_default=True)
+@click.option(
+    "--weights",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Folder with DE.pt and IQA.pt (default: the test fixture's regenerated weights).",
+)
+@click.option("--device", type=click.Choice(DEVICES), default="cpu", show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+def modes_cli(faces: int, weights: Path | None, device: str, as_json: bool) -> None:
+    """How far fixed5 and center land from official: SRCC and mean |diff| over faces.
+
+    25 crop forwards per face (official 20 + fixed5 5; center is fixed5's centre crop).
+    """
+    from engines import CheckpointError
+
+    try:
+        model, weights_label = load_bench_model(weights, device)
+    except CheckpointError as exc:
+        raise click.ClickException(str(exc)) from exc
+    click.echo(f"weights: {weights_label}", err=True)
+    rows = score_modes(model, bench_faces(faces))
+    summary = mode_agreement(rows)
+    if as_json:
+        doc = {
+            "weights": weights_label,
+            "faces": [asdict(r) for r in rows],
+            "agreement_with_official": summary,
+        }
+        click.echo(json.dumps(doc, indent=2))
+        return
+    width = max(len(r.label) for r in rows)
+    click.echo(f"{'face':<{width}} {'official':>9} {'fixed5':>9} {'center':>9} {'crop sd':>8}")
+    for r in rows:
+        click.echo(
+            f"{r.label:<{width}} {r.official:>9.4f} {r.fixed5:>9.4f} {r.center:>9.4f} "
+            f"{r.official_crop_std:>8.4f}"
+        )
+    click.echo(f"\n{'vs official':<12} {'SRCC':>7} {'PLCC':>7} {'mean|d|':>8} {'max|d|':>8}")
+    for mode in ("fixed5", "center"):
+        s = summary[mode]
+
+        def fmt(v: float | None, spec: str) -> str:
+            return "n/a" if v is None else format(v, spec)
+
+        click.echo(
+            f"{mode:<12} {fmt(s['srcc'], '7.3f'):>7} {fmt(s['plcc'], '7.3f'):>7} "
+            f"{fmt(s['mean_abs_diff'], '8.4f'):>8} {fmt(s['max_abs_diff'], '8.4f'):>8}"
+        )
+    o = summary["official"]
+    click.echo(
+        f"official: score sd across faces {o['score_std_across_faces']:.4f}, "
+        f"mean crop-score sd {o['mean_crop_score_std']:.4f}, "
+        f"sampling s.e. of a 20-crop mean {o['mean_sampling_se']:.4f}"
+    )
+    if weights is None:
+        click.echo(
+            "caveat: random (fixture) weights: this measures crop-position sensitivity of an "
+            "untrained network, not agreement of the real model's modes",
+        )
