@@ -27,19 +27,32 @@ class DegradationEncoder(nn.Module):
     run only by :meth:`forward` (official two outputs), never by :meth:`forward_features`.
     """
 
-    def __init__(self) -> None:
+    def __init__(
+        self,
+        convs: tuple[tuple[int, int, int], ...] = DE_CONVS,
+        pool: tuple[int, int] = DE_POOL,
+    ) -> None:
+        """Defaults are the official architecture; smaller ``convs``/``pool`` only for tests.
+
+        Args:
+            convs: ``(in, out, stride)`` per conv-BN-LeakyReLU unit; the last ``out`` is the
+                token width (256 official).
+            pool: adaptive-pool grid (rows, cols) = the degradation token grid (8x12 official).
+        """
         super().__init__()
+        dim = convs[-1][1]
+        self.dim = dim
         layers: list[nn.Module] = []
-        for cin, cout, stride in DE_CONVS:
+        for cin, cout, stride in convs:
             layers += [
                 nn.Conv2d(cin, cout, kernel_size=3, stride=stride, padding=1),
                 nn.BatchNorm2d(cout, eps=DE_BN_EPS),
                 nn.LeakyReLU(DE_LEAKY_SLOPE),
             ]
-        layers.append(nn.AdaptiveAvgPool2d(DE_POOL))
+        layers.append(nn.AdaptiveAvgPool2d(pool))
         self.E = nn.Sequential(*layers)
         self.mlp = nn.Sequential(
-            nn.Linear(DE_DIM, DE_DIM), nn.LeakyReLU(DE_LEAKY_SLOPE), nn.Linear(DE_DIM, DE_DIM)
+            nn.Linear(dim, dim), nn.LeakyReLU(DE_LEAKY_SLOPE), nn.Linear(dim, dim)
         )
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:

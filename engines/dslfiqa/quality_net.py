@@ -14,7 +14,15 @@ from torch import nn
 from engines.dslfiqa.decoder import DecoderBlock
 from engines.dslfiqa.swin import SwinStage
 from engines.dslfiqa.tab import TABlock
-from engines.dslfiqa.vit import FEATURE_BLOCKS, VIT_EMBED_DIM, VisionTransformer
+from engines.dslfiqa.vit import (
+    FEATURE_BLOCKS,
+    VIT_DEPTH,
+    VIT_EMBED_DIM,
+    VIT_HEADS,
+    VIT_IMG_SIZE,
+    VIT_PATCH,
+    VisionTransformer,
+)
 
 GRID = 24  # 384 / 16
 NUM_TOKENS = GRID * GRID
@@ -52,47 +60,80 @@ class QualityNet(nn.Module):
         window_size: int = 4,
         depths: tuple[int, int] = (2, 2),
         num_tab: int = 2,
+        *,
+        img_size: int = VIT_IMG_SIZE,
+        patch_size: int = VIT_PATCH,
+        vit_depth: int = VIT_DEPTH,
+        vit_heads: int = VIT_HEADS,
+        feature_blocks: tuple[int, ...] = FEATURE_BLOCKS,
+        decoder_dim: int = DECODER_DIM,
+        decoder_heads: int = DECODER_HEADS,
+        decoder_depth: int = DECODER_DEPTH,
+        num_landmark: int = NUM_LANDMARK,
+        landmark_hidden: int | None = None,
     ):
+        """Defaults are the official architecture (config.conf, DSL_FIQA.md 1).
+
+        The keyword-only size parameters exist so that a tiny model with the same module
+        tree and state_dict keys can be trained in tests; they do not change the official
+        forward. ``landmark_hidden`` is the hidden width of ``embed_mlp`` (official: equal to
+        the encoding width, 10500). ``decoder_dim`` must equal the degradation encoder's
+        token width, and the token count ``(img_size/patch_size)**2`` must be a multiple of
+        the number of degradation tokens (the query stretch, DSL_FIQA.md 4.6).
+        """
         super().__init__()
-        feat_dim = embed_dim * len(FEATURE_BLOCKS)
+        grid = img_size // patch_size
+        num_tokens = grid * grid
+        enc_dim = num_landmark * (1 + 2 * LANDMARK_OCTAVES)
+        hidden = enc_dim if landmark_hidden is None else landmark_hidden
+        head_in = decoder_dim + 1  # decoder channels + the landmark channel
+        feat_dim = embed_dim * len(feature_blocks)
         half = embed_dim // 2
-        self.vit = VisionTransformer()
-        self.tablock1 = nn.ModuleList(TABlock(NUM_TOKENS) for _ in range(num_tab))
-        self.conv1 = nn.Conv2d(feat_dim, embed_dim, 1)
-        self.swintransformer1 = SwinStage(embed_dim, GRID, depths, num_heads, window_size, dim_mlp)
-        self.tablock2 = nn.ModuleList(TABlock(NUM_TOKENS) for _ in range(num_tab))
-        self.conv2 = nn.Conv2d(embed_dim, half, 1)
-        self.swintransformer2 = SwinStage(half, GRID, depths, num_heads, window_size, dim_mlp)
-        self.decoder = nn.ModuleList(
-            DecoderBlock(DECODER_DIM, DECODER_HEADS, grid=GRID) for _ in range(DECODER_DEPTH)
+        self.grid = grid
+        self.vit = VisionTransformer(
+            img_size=img_size,
+            patch=patch_size,
+            dim=embed_dim,
+            depth=vit_depth,
+            num_heads=vit_heads,
+            feature_blocks=feature_blocks,
         )
-        self.conv_decoder = nn.Conv2d(half, DECODER_DIM, 1)
+        self.tablock1 = nn.ModuleList(TABlock(num_tokens) for _ in range(num_tab))
+        self.conv1 = nn.Conv2d(feat_dim, embed_dim, 1)
+        self.swintransformer1 = SwinStage(embed_dim, grid, depths, num_heads, window_size, dim_mlp)
+        self.tablock2 = nn.ModuleList(TABlock(num_tokens) for _ in range(num_tab))
+        self.conv2 = nn.Conv2d(embed_dim, half, 1)
+        self.swintransformer2 = SwinStage(half, grid, depths, num_heads, window_size, dim_mlp)
+        self.decoder = nn.ModuleList(
+            DecoderBlock(decoder_dim, decoder_heads, grid=grid) for _ in range(decoder_depth)
+        )
+        self.conv_decoder = nn.Conv2d(half, decoder_dim, 1)
         # Checkpoint-only (config add_mlp=False).
         self.testmlp = nn.Sequential(
-            nn.Linear(DECODER_DIM, DECODER_DIM),
+            nn.Linear(decoder_dim, decoder_dim),
             nn.ReLU(),
             nn.Dropout(),
-            nn.Linear(DECODER_DIM, DECODER_DIM),
+            nn.Linear(decoder_dim, decoder_dim),
         )
         self.embed_mlp = nn.Sequential(
-            nn.Linear(LANDMARK_ENC_DIM, LANDMARK_ENC_DIM),
+            nn.Linear(enc_dim, hidden),
             nn.ReLU(),
             nn.Dropout(),
-            nn.Linear(LANDMARK_ENC_DIM, NUM_TOKENS),
+            nn.Linear(hidden, num_tokens),
             nn.Sigmoid(),
         )
         self.fc_score = nn.Sequential(
-            nn.Linear(HEAD_DIM_IN, HEAD_DIM_IN),
+            nn.Linear(head_in, head_in),
             nn.ReLU(),
             nn.Dropout(),
-            nn.Linear(HEAD_DIM_IN, 1),
+            nn.Linear(head_in, 1),
             nn.ReLU(),
         )
         self.fc_weight = nn.Sequential(
-            nn.Linear(HEAD_DIM_IN, HEAD_DIM_IN),
+            nn.Linear(head_in, head_in),
             nn.ReLU(),
             nn.Dropout(),
-            nn.Linear(HEAD_DIM_IN, 1),
+            nn.Linear(head_in, 1),
             nn.Sigmoid(),
         )
 
@@ -101,15 +142,15 @@ class QualityNet(nn.Module):
         t = self.vit(x).transpose(1, 2)  # [B, 3072, 576] channels x tokens
         for blk in self.tablock1:
             t = blk(t)
-        t = self.conv1(t.reshape(-1, t.shape[1], GRID, GRID))
+        t = self.conv1(t.reshape(-1, t.shape[1], self.grid, self.grid))
         t = self.swintransformer1(t)
         t = t.flatten(2)
         for blk in self.tablock2:
             t = blk(t)
-        t = self.conv2(t.reshape(-1, t.shape[1], GRID, GRID))
+        t = self.conv2(t.reshape(-1, t.shape[1], self.grid, self.grid))
         t = self.swintransformer2(t)
         t = self.conv_decoder(t).flatten(2).transpose(1, 2)
-        s = style.flatten(1, 2)  # [B, 96, 256], row-major over the 8x12 cells
+        s = style.flatten(1, 2)  # [B, 96, 256], row-major over the 8x12 cells (official)
         for blk in self.decoder:
             t = blk(t, s)
         return t
