@@ -313,21 +313,29 @@ class SupervisedSource(Source):
         s = self.settings
         started = time.monotonic()
         announced = False
-        while not self._stop.is_set():
-            if not announced and reader.first_frame is not None:
-                image = reader.first_frame.image
-                self._emit(
-                    Up(
-                        self.stream_id,
-                        "receiving frames",
-                        attempt=attempt,
-                        width=image.shape[1],
-                        height=image.shape[0],
-                        decoder=mask_url(reader.source.stats.decoder_summary),
-                    )
+
+        def announce() -> bool:
+            if announced or reader.first_frame is None:
+                return announced
+            image = reader.first_frame.image
+            self._emit(
+                Up(
+                    self.stream_id,
+                    "receiving frames",
+                    attempt=attempt,
+                    width=image.shape[1],
+                    height=image.shape[0],
+                    decoder=mask_url(reader.source.stats.decoder_summary),
                 )
-                announced = True
+            )
+            return True
+
+        while not self._stop.is_set():
+            announced = announce()
             if reader.done.wait(WATCHDOG_TICK_S):
+                # A short file can be read to its end within one tick: announce it first, and
+                # judge by the frames the reader got, not by what this loop happened to see.
+                announced = announce()
                 if announced and not reader.error and not s.reconnect_on_eos:
                     return None
                 return reader.reason
