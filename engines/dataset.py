@@ -33,7 +33,8 @@ IMG_DIR = "img"
 LANDMARK_DIR = "landmark"
 LABEL_FILE = "label.json"
 LANDMARK_SUFFIX = ".npy"
-IMAGE_SUFFIXES: tuple[str, ...] = (".png", ".jpg", ".jpeg")
+# Still images fqm reads (any FFmpeg decodes); the official datasets hold PNG.
+IMAGE_SUFFIXES: tuple[str, ...] = (".png", ".jpg", ".jpeg", ".bmp", ".webp")
 NUM_LANDMARKS = 68
 OFFICIAL_SPLITS: tuple[str, ...] = ("train", "val", "test")
 # How many offending file names an error lists before summarising.

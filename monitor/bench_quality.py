@@ -32,27 +32,22 @@ import av
 import click
 import numpy as np
 
-from monitor.score_cli import (
+from engines.dslfiqa.constants import (
     CROP_MODES,
-    DEVICES,
+    CROP_SIZE,
+    IMAGE_SIZE,
+    NUM_CROPS_OFFICIAL,
     OFFICIAL_SEED,
-    AlignedInput,
     CropMode,
-    check_device,
-    load_weights_dir,
 )
+from monitor.score_cli import DEVICES, AlignedInput, check_device, load_weights_dir
 from pipelines.av_source import AvFileSource
 
-# engines and torch are imported where used, so that `fqm --help` stays fast.
+# The model code and torch are imported where used, so that `fqm --help` stays fast.
 if TYPE_CHECKING:
     import torch
 
     from engines import DslFiqa
-
-#: Side of the aligned face and of the official crop (engines.dslfiqa.preprocess).
-IMAGE_SIZE = 512
-CROP_SIZE = 384
-NUM_CROPS_OFFICIAL = 20
 
 BACKENDS: tuple[str, ...] = ("torch",)
 STILLS: tuple[str, ...] = (

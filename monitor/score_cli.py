@@ -23,24 +23,21 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal, Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import click
 import numpy as np
 
-# engines (and so torch, ~3 s) is imported inside the functions that need it: `fqm --help`
-# and the other subcommands must not pay for it.
+# Torch-free (engines/__init__ loads its models lazily); the model code, and so torch (~3 s),
+# is imported inside the functions that need it: `fqm --help` must not pay for it.
+from engines.dslfiqa.constants import CROP_MODES, IMAGE_SIZE, OFFICIAL_SEED, CropMode
+
 if TYPE_CHECKING:
     import torch
 
     from engines import DslFiqa
     from engines.dataset import FiqaDataset
 
-CropMode = Literal["official", "fixed5", "center"]
-#: Same as engines.dslfiqa.preprocess.CROP_MODES (a test keeps them equal).
-CROP_MODES: tuple[str, ...] = ("official", "fixed5", "center")
-#: The official scripts seed numpy's legacy RNG with 20 (engines.dslfiqa.preprocess).
-OFFICIAL_SEED = 20
 WEIGHTS_ENV = "FQM_WEIGHTS"
 CHECKPOINT_FILES: tuple[str, str] = ("DE.pt", "IQA.pt")
 DEVICES: tuple[str, ...] = ("cpu", "cuda")
@@ -152,7 +149,6 @@ def check_prealigned(path: Path) -> Path:
     Reads only the image header, so a folder can be checked before the model is loaded.
     """
     from engines.dataset import IMG_DIR, DatasetError, image_size, landmark_path_for
-    from engines.dslfiqa.preprocess import IMAGE_SIZE
 
     w, h = image_size(path)
     if (w, h) != (IMAGE_SIZE, IMAGE_SIZE):
@@ -176,8 +172,10 @@ def read_prealigned(path: Path) -> AlignedInput:
 
     lmk = check_prealigned(path)
     image = read_image_rgb(path)
-    if image.shape[:2] != (512, 512):  # the header lied
-        raise DatasetError(f"{path} decodes to {image.shape[1]}x{image.shape[0]}, not 512x512")
+    if image.shape[:2] != (IMAGE_SIZE, IMAGE_SIZE):  # the header lied
+        raise DatasetError(
+            f"{path} decodes to {image.shape[1]}x{image.shape[0]}, not {IMAGE_SIZE}x{IMAGE_SIZE}"
+        )
     return AlignedInput(image, read_landmarks(lmk))
 
 
@@ -305,7 +303,6 @@ def evaluate(
     ``progress(done, total, name, score)`` is called after each face.
     """
     from engines.dataset import DatasetError, normalized_mos
-    from engines.dslfiqa.preprocess import IMAGE_SIZE
     from engines.metrics import plcc, srcc
 
     subset = dataset.head(limit)

@@ -87,7 +87,8 @@ def quality_cmd(
     resume: bool,
 ) -> None:
     """Train the quality network with the official recipe (DE frozen)."""
-    from engines.dslfiqa.training import OfficialLayoutDataset, QualityTrainConfig, QualityTrainer
+    from engines.dataset import FiqaDataset
+    from engines.dslfiqa.training import QualityTrainConfig, QualityTrainer
     from engines.dslfiqa.training.data import find_split
 
     train_dir = find_split(data, "train")
@@ -114,8 +115,8 @@ def quality_cmd(
         trainer = QualityTrainer(
             _model_config(tiny),
             config,
-            OfficialLayoutDataset(train_dir),
-            OfficialLayoutDataset(val_dir) if val_dir is not None else None,
+            FiqaDataset.from_dir(train_dir),
+            FiqaDataset.from_dir(val_dir) if val_dir is not None else None,
             out,
             de=de_path,
             init_iqa=init_iqa,
@@ -136,8 +137,9 @@ def quality_cmd(
 
 def _dataset_sets(data: Path, pristine_fraction: float, real_fraction: float, size: int):
     """Pristine faces (highest MOS) and real degraded singles (lowest MOS) of ``data``."""
+    from engines.dataset import FiqaDataset
     from engines.dslfiqa.training.contrastive import LazyImages, RealClip, images_in
-    from engines.dslfiqa.training.data import OfficialLayoutDataset, find_split
+    from engines.dslfiqa.training.data import find_split
 
     split = find_split(data, "train")
     if split is None:  # a plain folder of good faces
@@ -146,15 +148,13 @@ def _dataset_sets(data: Path, pristine_fraction: float, real_fraction: float, si
         if not paths:
             raise click.UsageError(f"{folder} holds no images")
         return LazyImages(paths, size), []
-    ds = OfficialLayoutDataset(split)
-    order = np.argsort(-ds.raw_mos, kind="stable")
+    ds = FiqaDataset.from_dir(split)
+    order = np.argsort(-ds.mos, kind="stable")
     n = len(order)
     top = order[: max(1, round(n * pristine_fraction))]
     bottom = order[n - round(n * real_fraction) :] if real_fraction > 0 else []
-    pristine = LazyImages([split / "img" / ds.names[i] for i in top], size)
-    real = [
-        RealClip(LazyImages([split / "img" / ds.names[i]], size), name=ds.names[i]) for i in bottom
-    ]
+    pristine = LazyImages([ds[i].image_path for i in top], size)
+    real = [RealClip(LazyImages([ds[i].image_path], size), name=ds[i].name) for i in bottom]
     return pristine, real
 
 

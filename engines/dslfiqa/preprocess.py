@@ -6,25 +6,23 @@ data loader bit for bit (DSL_FIQA.md sections 2.2-2.4).
 
 from __future__ import annotations
 
-from typing import Literal
-
 import numpy as np
 
-IMAGE_SIZE = 512
-CROP_SIZE = 384
-# Official offsets come from randint(0, 512 - 384): the bottom/right crop (128) never occurs.
-MAX_OFFSET = IMAGE_SIZE - CROP_SIZE
-NUM_CROPS_OFFICIAL = 20
-# The official scripts seed numpy with 20 once at start-up.
-OFFICIAL_SEED = 20
-NUM_LANDMARK = 500
-NUM_FACE_LANDMARKS = 68
-NORM_MEAN = 0.5
-NORM_STD = 0.5
-MINMAX_EPS = 1e-6
-
-CropMode = Literal["official", "fixed5", "center"]
-CROP_MODES: tuple[str, ...] = ("official", "fixed5", "center")
+# The protocol numbers live in the torch-free constants module; re-exported here.
+from engines.dslfiqa.constants import (
+    CROP_MODES,
+    CROP_SIZE,
+    MAX_OFFSET,
+    MINMAX_EPS,
+    NORM_MEAN,
+    NORM_STD,
+    NUM_CROPS_OFFICIAL,
+    NUM_LANDMARK,
+    OFFICIAL_SEED,
+    CropMode,
+)
+from engines.dslfiqa.constants import IMAGE_SIZE as IMAGE_SIZE
+from engines.dslfiqa.constants import NUM_FACE_LANDMARKS as NUM_FACE_LANDMARKS
 
 
 def normalize_image(image_rgb: np.ndarray) -> np.ndarray:

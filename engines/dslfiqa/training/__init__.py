@@ -13,7 +13,6 @@ from engines.dslfiqa.training.contrastive import (
     RealClip,
     info_nce,
 )
-from engines.dslfiqa.training.data import FaceDataset, FaceSample, OfficialLayoutDataset
 from engines.dslfiqa.training.degradations import Degradation, sample_degradation
 from engines.dslfiqa.training.quality import QualityTrainer, charbonnier
 
@@ -22,10 +21,7 @@ __all__ = [
     "Degradation",
     "DegradationTrainer",
     "DualSetSampler",
-    "FaceDataset",
-    "FaceSample",
     "ModelConfig",
-    "OfficialLayoutDataset",
     "QualityTrainConfig",
     "QualityTrainer",
     "RealClip",

@@ -30,6 +30,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from engines.dataset import IMAGE_SUFFIXES, read_image_rgb
 from engines.dslfiqa.checkpoint import CheckpointSource
 from engines.dslfiqa.degradation_encoder import DegradationEncoder
 from engines.dslfiqa.preprocess import NORM_MEAN, NORM_STD
@@ -41,7 +42,6 @@ from engines.dslfiqa.training.checkpoints import (
     save_weights,
 )
 from engines.dslfiqa.training.config import ContrastiveTrainConfig, ModelConfig
-from engines.dslfiqa.training.data import IMAGE_SUFFIXES, read_image
 from engines.dslfiqa.training.degradations import Degradation, sample_degradation
 
 CHECKPOINT_FORMAT = "fqm-dslfiqa-degradation-train/1"
@@ -136,7 +136,7 @@ class LazyImages(Sequence[np.ndarray]):
         return len(self.paths)
 
     def __getitem__(self, index: int) -> np.ndarray:  # type: ignore[override]
-        return square_resize(read_image(self.paths[index]), self.size)
+        return square_resize(read_image_rgb(self.paths[index]), self.size)
 
 
 # ---------------------------------------------------------------------------- sampling

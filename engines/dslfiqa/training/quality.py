@@ -27,6 +27,7 @@ from typing import Any, TextIO
 import numpy as np
 import torch
 
+from engines.dataset import FiqaDataset, normalized_mos
 from engines.dslfiqa.checkpoint import CheckpointSource
 from engines.dslfiqa.degradation_encoder import DegradationEncoder
 from engines.dslfiqa.training.checkpoints import (
@@ -38,8 +39,8 @@ from engines.dslfiqa.training.checkpoints import (
     save_weights,
 )
 from engines.dslfiqa.training.config import ModelConfig, QualityTrainConfig
-from engines.dslfiqa.training.data import FaceDataset, TrainTransform, collate, sample_rng
-from engines.dslfiqa.training.metrics import plcc, srcc
+from engines.dslfiqa.training.data import TrainTransform, collate, sample_rng
+from engines.metrics import plcc, srcc
 
 CHECKPOINT_FORMAT = "fqm-dslfiqa-quality-train/1"
 # Validation crops use their own stream so that adding a val split never changes training.
@@ -72,7 +73,8 @@ class QualityTrainer:
     Args:
         model_config: sizes (``ModelConfig.official()`` for real training).
         config: the recipe (official defaults).
-        train_set / val_set: :class:`FaceDataset` objects; labels already normalised.
+        train_set / val_set: official-layout splits; their MOS is min-max scaled to [0,1]
+            within each split (DSL_FIQA.md §9) to make the training targets.
         out_dir: where ``IQA.pt``, ``DE.pt``, ``model_config.json`` and ``last.pt`` go.
         de: the degradation encoder weights (DE.pt) or module; ``None`` = a randomly
             initialised encoder (only meaningful for tests and smoke runs).
@@ -83,7 +85,7 @@ class QualityTrainer:
 
     Example:
         >>> trainer = QualityTrainer(ModelConfig.official(), QualityTrainConfig(),
-        ...                          OfficialLayoutDataset("GFIQA/train"), None,
+        ...                          FiqaDataset.from_dir("GFIQA/train"), None,
         ...                          "runs/gfiqa", de="ckpt/DE.pt")  # doctest: +SKIP
         >>> trainer.fit()  # doctest: +SKIP
     """
@@ -92,8 +94,8 @@ class QualityTrainer:
         self,
         model_config: ModelConfig,
         config: QualityTrainConfig,
-        train_set: FaceDataset,
-        val_set: FaceDataset | None,
+        train_set: FiqaDataset,
+        val_set: FiqaDataset | None,
         out_dir: str | Path,
         de: CheckpointSource | DegradationEncoder | None = None,
         init_iqa: CheckpointSource | None = None,
@@ -104,6 +106,8 @@ class QualityTrainer:
         self.config = config
         self.train_set = train_set
         self.val_set = val_set
+        self.train_labels = normalized_mos(train_set.mos)
+        self.val_labels = normalized_mos(val_set.mos) if val_set is not None else None
         self.out_dir = Path(out_dir)
         self.log = _log_to(log)
         self.device = torch.device(config.device)
@@ -155,12 +159,20 @@ class QualityTrainer:
         b = self.config.batch_size
         return order[pos * b : (pos + 1) * b]
 
+    def example(
+        self, dataset: FiqaDataset, labels: np.ndarray, index: int, rng: np.random.Generator
+    ) -> tuple[np.ndarray, np.ndarray, float]:
+        """Face ``index`` of ``dataset`` transformed: crop, landmark vector, normalised label."""
+        image, landmarks = dataset.load(index)
+        x, vec = self.transform(image, landmarks, rng, dataset[index].name)
+        return x, vec, float(labels[index])
+
     def load_batch(self, step: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         epoch = step // self.steps_per_epoch
-        items = [
-            self.transform(self.train_set[int(i)], sample_rng(self.config.seed, epoch, int(i)))
-            for i in self.batch_indices(step)
-        ]
+        items = []
+        for i in map(int, self.batch_indices(step)):
+            rng = sample_rng(self.config.seed, epoch, i)
+            items.append(self.example(self.train_set, self.train_labels, i, rng))
         return collate(items)
 
     # ------------------------------------------------------------------ steps
@@ -186,12 +198,18 @@ class QualityTrainer:
     def validate(self, epoch: int) -> dict[str, float]:
         """One random crop per validation face: SRCC, PLCC and MSE on normalised labels."""
         assert self.val_set is not None
+        assert self.val_labels is not None
         self.iqa.eval()
         preds, labels = [], []
         for start in range(0, len(self.val_set), self.config.batch_size):
             idx = range(start, min(start + self.config.batch_size, len(self.val_set)))
             items = [
-                self.transform(self.val_set[i], sample_rng(self.config.seed + VAL_STREAM, epoch, i))
+                self.example(
+                    self.val_set,
+                    self.val_labels,
+                    i,
+                    sample_rng(self.config.seed + VAL_STREAM, epoch, i),
+                )
                 for i in idx
             ]
             x, lm, y = collate(items)
@@ -199,7 +217,14 @@ class QualityTrainer:
                 preds.append(self.predict(x, lm).float().cpu().numpy())
             labels.append(y.numpy())
         p, t = np.concatenate(preds), np.concatenate(labels)
-        return {"srcc": srcc(p, t), "plcc": plcc(p, t), "mse": float(np.mean((p - t) ** 2))}
+        # One face, or a diverged model's NaN outputs, has no correlation: NaN, never "best".
+        ok = p.size >= 2 and bool(np.all(np.isfinite(p)))
+        nan = float("nan")
+        return {
+            "srcc": srcc(p, t) if ok else nan,
+            "plcc": plcc(p, t) if ok else nan,
+            "mse": float(np.mean((p - t) ** 2)),
+        }
 
     # ------------------------------------------------------------------ checkpoints
     def save_last(self) -> Path:
