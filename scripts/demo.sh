@@ -6,9 +6,19 @@ cd "$(dirname "$0")/.."
 source scripts/common.sh
 FQM=.venv/bin/fqm
 
-log "1/2 what is usable on this machine"
+log "1/3 what is usable on this machine"
 "$FQM" doctor ${FQM_KAFKA_BOOTSTRAP:+--kafka-bootstrap "$FQM_KAFKA_BOOTSTRAP"}
 
 video=$("$FQM" assets path franck.mp4)
-log "2/2 decoding $video"
+log "2/3 decoding $video"
 "$FQM" bench decode "$video"
+
+log "3/3 detecting, tracking, landmarking and aligning faces in the first 600 frames"
+"$FQM" bench faces "$video" --max-frames 600
+
+if [[ -n "${FQM_WEIGHTS:-}" ]]; then
+  log "quality model: DSL-FIQA speed with the checkpoints in $FQM_WEIGHTS"
+  "$FQM" bench quality --weights "$FQM_WEIGHTS" --faces 1 --naive-faces 0
+else
+  log "quality scoring needs the official DSL-FIQA checkpoints: set FQM_WEIGHTS=DIR (DE.pt, IQA.pt)"
+fi
