@@ -1,0 +1,180 @@
+"""Export DSL-FIQA to ONNX: named inputs/outputs, a dynamic batch axis, ``onnx.checker``.
+
+The graph is ``DslFiqa.forward``: ``crops`` [batch,3,S,S] float32 (RGB in [-1,1]) and
+``landmarks`` [batch,500] float32 (landmark index vectors) -> ``scores`` [batch] float32,
+with S = 384 for the official model (the tiny test config uses 64).
+
+Exporter: the TorchScript-based one (``torch.onnx.export(..., dynamo=False)``). The
+torch.export-based ("dynamo") exporter needs the ``onnxscript`` package, which is not a
+dependency of fqm, and DSL_FIQA.md 7 reports that, given ``dynamic_shapes``, it specialised
+the batch dimension of the official forward. The TorchScript tracer records a single path
+through ``forward``; that is sound here because ``DslFiqa.forward`` has no Python loop or
+branch over the batch and reshapes with ``-1`` / ``shape[0]``. The trace is made at batch 2,
+not 1, so a size-1 dimension cannot be folded into a constant that matches the batch by
+accident; :func:`check_parity` then runs the exported file at other batch sizes.
+
+Example:
+    >>> path = export_onnx(model, "dslfiqa.onnx")  # doctest: +SKIP
+    >>> check_parity(model, path, batch_sizes=(1, 3))  # doctest: +SKIP
+    {1: 4.8e-07, 3: 4.8e-07}
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import onnx
+import torch
+
+from engines.dslfiqa.model import DslFiqa
+from engines.dslfiqa.preprocess import NUM_LANDMARK
+from engines.runtimes import INPUT_NAMES, OUTPUT_NAMES
+
+__all__ = [
+    "INPUT_NAMES",
+    "OUTPUT_NAMES",
+    "ExportError",
+    "check_onnx",
+    "check_parity",
+    "export_onnx",
+]
+BATCH_AXIS = "batch"
+# Opset 17: LayerNormalization is a single op; every ONNX Runtime >= 1.13 runs it.
+DEFAULT_OPSET = 17
+# Batch size of the example inputs the graph is traced with (see the module docstring).
+TRACE_BATCH = 2
+# Default parity tolerance of the exported graph vs PyTorch on CPU, float32 scores in [0,1].
+# Observed: 0 (tiny) and 4.8e-7 (official size); the margin covers other CPUs' kernels.
+PARITY_ATOL = 1e-4
+
+
+class ExportError(RuntimeError):
+    """The exported ONNX file is invalid or does not match the PyTorch model."""
+
+
+def crop_size_of(model: DslFiqa) -> int:
+    """Side of the square crops ``model`` takes: token grid x ViT patch size."""
+    return model.iqa.grid * model.iqa.vit.patch_embed.proj.kernel_size[0]
+
+
+def example_inputs(
+    model: DslFiqa, batch: int = TRACE_BATCH, seed: int = 0
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Random crops in [-1,1] and landmark vectors in [-1,1], on the model's device."""
+    g = torch.Generator().manual_seed(seed)
+    size = crop_size_of(model)
+    crops = torch.rand(batch, 3, size, size, generator=g) * 2 - 1
+    landmarks = torch.rand(batch, NUM_LANDMARK, generator=g) * 2 - 1
+    return crops.to(model.device), landmarks.to(model.device)
+
+
+def export_onnx(
+    model: DslFiqa,
+    path: str | Path,
+    opset: int = DEFAULT_OPSET,
+    dynamic_batch: bool = True,
+) -> Path:
+    """Write ``model`` as a single ONNX file and validate it with ``onnx.checker``.
+
+    Args:
+        model: a ``DslFiqa`` (official or any ``ModelConfig`` size); exported in eval mode,
+            its own training flag is left as it was.
+        path: destination ``.onnx`` file; parent folders are created.
+        opset: ONNX opset version (>= 14, for the attention op's symbolic).
+        dynamic_batch: ``True`` makes axis 0 of every input and output the symbolic
+            dimension ``batch``; ``False`` fixes it to 2.
+
+    Returns:
+        The path written.
+
+    Raises:
+        ExportError: the checker rejects the file, or its inputs/outputs are not the
+            documented ones.
+    """
+    if opset < 14:
+        raise ValueError(f"opset {opset} is too old: the attention blocks need opset >= 14")
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    axes = {name: {0: BATCH_AXIS} for name in (*INPUT_NAMES, *OUTPUT_NAMES)}
+    was_training = model.training
+    model.eval()
+    try:
+        with warnings.catch_warnings():
+            # The legacy exporter is chosen deliberately (module docstring).
+            warnings.filterwarnings("ignore", category=DeprecationWarning)
+            torch.onnx.export(
+                model,
+                example_inputs(model),
+                str(path),
+                input_names=list(INPUT_NAMES),
+                output_names=list(OUTPUT_NAMES),
+                dynamic_axes=axes if dynamic_batch else None,
+                opset_version=opset,
+                do_constant_folding=True,
+                dynamo=False,
+            )
+    finally:
+        model.train(was_training)
+    check_onnx(path, crop_size_of(model), dynamic_batch)
+    return path
+
+
+def _dims(value: onnx.ValueInfoProto) -> list[int | str]:
+    return [d.dim_param or d.dim_value for d in value.type.tensor_type.shape.dim]
+
+
+def check_onnx(path: str | Path, crop_size: int, dynamic_batch: bool = True) -> None:
+    """Run ``onnx.checker`` (full check, shape inference included) and check the interface.
+
+    Raises:
+        ExportError: with the checker's message, or the names/shapes found vs expected.
+    """
+    try:
+        # A path (not a loaded proto) also works for files over protobuf's 2 GB limit.
+        onnx.checker.check_model(str(path), full_check=True)
+    except onnx.checker.ValidationError as exc:
+        raise ExportError(f"{path}: onnx.checker rejected the graph: {exc}") from exc
+    graph = onnx.load(str(path), load_external_data=False).graph
+    batch: int | str = BATCH_AXIS if dynamic_batch else TRACE_BATCH
+    expected = {
+        "crops": [batch, 3, crop_size, crop_size],
+        "landmarks": [batch, NUM_LANDMARK],
+        "scores": [batch],
+    }
+    found = {v.name: _dims(v) for v in (*graph.input, *graph.output)}
+    if found != expected:
+        raise ExportError(f"{path}: inputs/outputs {found}, expected {expected}")
+
+
+def check_parity(
+    model: DslFiqa,
+    path: str | Path,
+    batch_sizes: Sequence[int] = (1, 3),
+    atol: float = PARITY_ATOL,
+    providers: Sequence[str] = ("CPUExecutionProvider",),
+) -> dict[int, float]:
+    """Score random inputs with ``model`` and with ONNX Runtime on ``path``, per batch size.
+
+    Returns:
+        {batch size: max abs score deviation}.
+
+    Raises:
+        ExportError: a deviation above ``atol``.
+    """
+    from engines.runtimes.onnxruntime import OrtQualityEngine
+
+    engine = OrtQualityEngine(path, providers=providers)
+    devs: dict[int, float] = {}
+    for b in batch_sizes:
+        crops, landmarks = example_inputs(model, b, seed=b)
+        with torch.inference_mode():
+            ref = model(crops, landmarks).float().cpu().numpy()
+        got = engine.score_crops(crops.cpu().numpy(), landmarks.cpu().numpy())
+        devs[b] = float(np.abs(got - ref).max())
+    bad = {b: d for b, d in devs.items() if not d <= atol}
+    if bad:
+        raise ExportError(f"{path}: ONNX Runtime vs PyTorch max abs deviation {bad} > {atol}")
+    return devs

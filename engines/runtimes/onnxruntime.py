@@ -1,0 +1,108 @@
+"""ONNX Runtime backend for an exported DSL-FIQA graph (engines/export.py).
+
+Example:
+    >>> engine = OrtQualityEngine("dslfiqa.onnx")  # doctest: +SKIP
+    >>> engine.score_crops(crops, landmark_vectors)  # doctest: +SKIP
+    array([0.61, 0.58], dtype=float32)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnxruntime as ort
+
+from engines.runtimes import INPUT_NAMES, OUTPUT_NAMES
+
+DEFAULT_PROVIDERS: tuple[str, ...] = ("CPUExecutionProvider",)
+
+
+class OrtQualityEngine:
+    """Score prepared crops with ONNX Runtime; same contract as ``DslFiqa.score_crops``.
+
+    The session is created and run once (a batch-1 warm-up on zeros) in ``__init__``, so
+    allocation and kernel selection do not land on the first real face.
+
+    Args:
+        path: ONNX file from :func:`engines.export.export_onnx`.
+        providers: execution providers in order of preference. Each must be available in
+            this onnxruntime build (ONNX Runtime itself would silently fall back to CPU).
+        intra_op_threads: CPU threads per operator; ``None`` lets ONNX Runtime decide.
+        warmup: run the warm-up inference.
+    """
+
+    def __init__(
+        self,
+        path: str | Path,
+        providers: Sequence[str] = DEFAULT_PROVIDERS,
+        intra_op_threads: int | None = None,
+        warmup: bool = True,
+    ):
+        self.path = Path(path)
+        if not self.path.is_file():
+            raise FileNotFoundError(f"{self.path}: no such ONNX file; write it with export_onnx")
+        available = ort.get_available_providers()
+        missing = [p for p in providers if p not in available]
+        if missing:
+            raise ValueError(
+                f"execution providers {missing} are not in this onnxruntime build "
+                f"(available: {available}); install the matching onnxruntime package or "
+                "choose among the available ones"
+            )
+        options = ort.SessionOptions()
+        if intra_op_threads is not None:
+            options.intra_op_num_threads = intra_op_threads
+        self.session = ort.InferenceSession(
+            str(self.path), sess_options=options, providers=list(providers)
+        )
+        inputs = {i.name: i.shape for i in self.session.get_inputs()}
+        outputs = [o.name for o in self.session.get_outputs()]
+        if tuple(inputs) != INPUT_NAMES or tuple(outputs) != OUTPUT_NAMES:
+            raise ValueError(
+                f"{self.path}: inputs {list(inputs)} / outputs {outputs}, expected "
+                f"{list(INPUT_NAMES)} / {list(OUTPUT_NAMES)}; not a DSL-FIQA export"
+            )
+        crops_shape: list[Any] = inputs["crops"]
+        self.crop_size: int = int(crops_shape[2])
+        self.num_landmarks: int = int(inputs["landmarks"][1])
+        # An int when the file was exported with a fixed batch, else the axis name.
+        self.fixed_batch: int | None = crops_shape[0] if isinstance(crops_shape[0], int) else None
+        if warmup:
+            b = self.fixed_batch or 1
+            self.score_crops(
+                np.zeros((b, 3, self.crop_size, self.crop_size), np.float32),
+                np.zeros((b, self.num_landmarks), np.float32),
+            )
+
+    @property
+    def providers(self) -> list[str]:
+        """The providers the session actually uses."""
+        return self.session.get_providers()
+
+    def score_crops(self, crops: Any, landmark_vectors: Any) -> np.ndarray:
+        """Score already-prepared crops in one run; returns float32 scores [B].
+
+        Args:
+            crops: [B,3,S,S] float32 (numpy, or anything ``np.asarray`` takes, e.g. a CPU
+                tensor), RGB normalised to [-1,1]; S = ``crop_size`` (384 official).
+            landmark_vectors: [B,500] float32 landmark index vectors.
+        """
+        x = np.ascontiguousarray(crops, dtype=np.float32)
+        lm = np.ascontiguousarray(landmark_vectors, dtype=np.float32)
+        s = self.crop_size
+        if x.ndim != 4 or x.shape[1:] != (3, s, s):
+            raise ValueError(f"crops must be [B,3,{s},{s}], got {x.shape}")
+        if lm.shape != (x.shape[0], self.num_landmarks):
+            raise ValueError(
+                f"landmark_vectors must be [{x.shape[0]},{self.num_landmarks}], got {lm.shape}"
+            )
+        if self.fixed_batch is not None and x.shape[0] != self.fixed_batch:
+            raise ValueError(
+                f"{self.path} was exported for batch {self.fixed_batch}, got {x.shape[0]}; "
+                "re-export with export_onnx(..., dynamic_batch=True)"
+            )
+        (scores,) = self.session.run(list(OUTPUT_NAMES), {"crops": x, "landmarks": lm})
+        return scores
