@@ -1,10 +1,11 @@
 """``fqm score`` and ``fqm eval``: DSL-FIQA on face images and on labelled datasets.
 
-``fqm score`` takes aligned 512x512 faces with their 68 landmarks stored as the official
-data does (``X/img/NAME.png`` + ``X/landmark/NAME.npy``, or ``NAME.npy`` beside the image;
-DSL_FIQA.md §2.1). A face aligner (detector + landmarks + alignment) can be passed to
-:func:`score_images` instead; it turns any photo into aligned faces, and the CLI will use it
-once monitor/ has one.
+``fqm score`` takes any photo. An image with a landmark file stored as the official data
+does (``X/img/NAME.png`` + ``X/landmark/NAME.npy``, or ``NAME.npy`` beside the image;
+DSL_FIQA.md §2.1) is an aligned 512x512 face and is scored as is (the official path). Any
+other image (or every image, with ``--align``) goes through a face aligner
+(:class:`monitor.faces.aligner.PhotoAligner`: detector + mesh landmarks + alignment), and
+every face it finds is scored; an image with no face is reported as such.
 
 ``fqm eval`` runs the official test protocol over a split folder (``img/``, ``landmark/``,
 ``label.json``) in ``label.json`` order and reports PLCC and SRCC against the MOS, as the
@@ -37,6 +38,7 @@ if TYPE_CHECKING:
 
     from engines import DslFiqa
     from engines.dataset import FiqaDataset
+    from monitor.faces.detector import DetectorModel
 
 WEIGHTS_ENV = "FQM_WEIGHTS"
 CHECKPOINT_FILES: tuple[str, str] = ("DE.pt", "IQA.pt")
@@ -153,9 +155,10 @@ def check_prealigned(path: Path) -> Path:
     w, h = image_size(path)
     if (w, h) != (IMAGE_SIZE, IMAGE_SIZE):
         raise DatasetError(
-            f"{path} is {w}x{h}, but fqm score takes aligned {IMAGE_SIZE}x{IMAGE_SIZE} faces "
-            "(the official DSL-FIQA input) until a face aligner is plugged in: align and "
-            f"resize it to {IMAGE_SIZE}x{IMAGE_SIZE} first"
+            f"{path} is {w}x{h}, but an image with a landmark file must be an aligned "
+            f"{IMAGE_SIZE}x{IMAGE_SIZE} face (the official DSL-FIQA input): align and resize "
+            f"it to {IMAGE_SIZE}x{IMAGE_SIZE} first, or pass --align to detect and align "
+            "its faces (the landmark file is then ignored)"
         )
     lmk = landmark_path_for(path)
     if not lmk.is_file():
@@ -191,8 +194,8 @@ def collect_images(target: Path) -> list[Path]:
     images = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
     if not images:
         raise DatasetError(
-            f"no images ({', '.join(IMAGE_SUFFIXES)}) in {folder}; expected aligned 512x512 "
-            f"faces with landmark files ({IMG_DIR}/NAME.png + landmark/NAME.npy)"
+            f"no images ({', '.join(IMAGE_SUFFIXES)}) in {folder}; expected photos, or aligned "
+            f"512x512 faces with landmark files ({IMG_DIR}/NAME.png + landmark/NAME.npy)"
         )
     return images
 
@@ -202,7 +205,12 @@ def collect_images(target: Path) -> list[Path]:
 
 @dataclass(frozen=True)
 class ScoredFace:
-    """The score of one face of one image (``face`` numbers faces of an aligner's output)."""
+    """The score of one face of one image (``face`` numbers faces of an aligner's output).
+
+    ``source`` is ``"landmarks"`` for a pre-aligned image read with its landmark file, and
+    ``"detected"`` for a face an aligner found; ``bbox`` (x1, y1, x2, y2, photo pixels) and
+    ``detection_score`` come with the faces of aligners that report them, else None.
+    """
 
     image: str
     face: int
@@ -210,16 +218,35 @@ class ScoredFace:
     mode: str
     crop_scores: tuple[float, ...] = field(repr=False)
     crops_top_left: tuple[tuple[int, int], ...] = field(repr=False)
+    source: str = "landmarks"
+    bbox: tuple[float, float, float, float] | None = None
+    detection_score: float | None = None
 
     def to_json(self) -> dict[str, object]:
         return {
             "image": self.image,
             "face": self.face,
+            "source": self.source,
+            "bbox": None if self.bbox is None else list(self.bbox),
+            "detection_score": self.detection_score,
             "score": self.score,
             "mode": self.mode,
             "crop_scores": list(self.crop_scores),
             "crops_top_left": [list(p) for p in self.crops_top_left],
         }
+
+
+def _optional_bbox(face: object) -> tuple[float, float, float, float] | None:
+    bbox = getattr(face, "bbox", None)
+    if bbox is None:
+        return None
+    x1, y1, x2, y2 = (float(v) for v in bbox)
+    return (x1, y1, x2, y2)
+
+
+def _optional_float(face: object, name: str) -> float | None:
+    value = getattr(face, name, None)
+    return None if value is None else float(value)
 
 
 def score_images(
@@ -229,26 +256,36 @@ def score_images(
     aligner: FaceAligner | None = None,
     seed: int = OFFICIAL_SEED,
     on_face: Callable[[ScoredFace], None] | None = None,
+    use_landmark_files: bool = False,
+    on_no_face: Callable[[Path], None] | None = None,
 ) -> list[ScoredFace]:
     """Score every face of every image, in order.
 
     Args:
         model: a loaded :class:`DslFiqa`.
-        paths: image files. Without ``aligner`` each must be an aligned 512x512 face with a
-            landmark file (see :func:`read_prealigned`).
+        paths: image files. Those not given to ``aligner`` must be aligned 512x512 faces with
+            a landmark file (see :func:`read_prealigned`).
         mode: crop mode; ``official`` draws from one RNG (``seed``) continued across faces.
         aligner: turns each decoded photo into aligned faces (may return none).
         on_face: called after each face, e.g. for progress output.
+        use_landmark_files: with an ``aligner``, images that have a landmark file still take
+            the pre-aligned path; only the others go to the aligner. Without it, an aligner
+            gets every image.
+        on_no_face: called with each image the aligner found no face in.
     """
-    from engines.dataset import read_image_rgb
+    from engines.dataset import landmark_path_for, read_image_rgb
 
     rng = np.random.RandomState(seed)
     out: list[ScoredFace] = []
     for path in paths:
-        if aligner is None:
+        if aligner is None or (use_landmark_files and landmark_path_for(path).is_file()):
             faces: Sequence[AlignedLike] = [read_prealigned(path)]
+            source = "landmarks"
         else:
             faces = aligner(read_image_rgb(path))
+            source = "detected"
+            if not faces and on_no_face is not None:
+                on_no_face(path)
         for i, face in enumerate(faces):
             r = model.score_face(face.image, face.landmarks, mode=mode, seed=rng)
             scored = ScoredFace(
@@ -258,6 +295,9 @@ def score_images(
                 mode=mode,
                 crop_scores=tuple(float(s) for s in r.crop_scores),
                 crops_top_left=tuple((int(t), int(lft)) for t, lft in r.crops_top_left),
+                source=source,
+                bbox=_optional_bbox(face),
+                detection_score=_optional_float(face, "detection_score"),
             )
             out.append(scored)
             if on_face is not None:
@@ -361,32 +401,94 @@ def _fail(exc: Exception) -> click.ClickException:
     return click.ClickException(str(exc))
 
 
-@click.command("score")
+SCORE_HELP = """Score the faces in photos with DSL-FIQA.
+
+IMAGE_OR_DIR is an image or a folder of images (or an official split folder with img/).
+An image with a landmark file (X/img/NAME.png -> X/landmark/NAME.npy, the official layout,
+or NAME.npy beside the image) is an aligned 512x512 face and is scored as is. Any other
+image (every image, with --align) is searched for faces: each face found is detected
+(MediaPipe BlazeFace), given 68 landmarks (face mesh) and aligned to 512x512, then scored;
+an image with no face gets a "no face" row. Higher scores mean better quality (about 0-1).
+
+\b
+--json prints one object:
+  {"model": "dslfiqa", "weights": DIR, "mode": MODE, "device": DEVICE,
+   "faces": [{"image": PATH, "face": I, "source": "landmarks" | "detected",
+              "bbox": [x1, y1, x2, y2] | null, "detection_score": S | null,
+              "score": Q, "mode": MODE, "crop_scores": [...],
+              "crops_top_left": [[top, left], ...]}, ...],
+   "no_face": [{"image": PATH, "message": TEXT}, ...]}
+
+face numbers the faces of one image, best detection first; bbox is in the photo's pixels
+and bbox/detection_score are null for images read with a landmark file.
+"""
+
+
+@click.command("score", help=SCORE_HELP)
 @click.argument("target", metavar="IMAGE_OR_DIR", type=click.Path(path_type=Path))
 @_weights_option
 @_mode_option
 @_device_option
+@click.option(
+    "--align",
+    is_flag=True,
+    help="Detect and align the faces of every image, even those with a landmark file.",
+)
+@click.option(
+    "--max-faces",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Score at most N faces per image (the best detections) [default: all].",
+)
+@click.option(
+    "--detector",
+    type=click.Choice(("short", "full", "both")),
+    default="both",
+    show_default=True,
+    help="Face detector: short (near faces), full (distant faces) or both.",
+)
 @_json_option
 def score_cli(
-    target: Path, weights: Path | None, mode: CropMode, device: str, as_json: bool
+    target: Path,
+    weights: Path | None,
+    mode: CropMode,
+    device: str,
+    align: bool,
+    max_faces: int | None,
+    detector: DetectorModel,
+    as_json: bool,
 ) -> None:
-    """Score aligned 512x512 face images with DSL-FIQA.
+    from contextlib import ExitStack
 
-    IMAGE_OR_DIR is an image or a folder of images (or an official split folder with img/).
-    Each image needs its 68 landmarks: X/img/NAME.png -> X/landmark/NAME.npy (the official
-    layout), or NAME.npy beside the image. Higher scores mean better quality (about 0-1).
-    """
     from engines import CheckpointError
-    from engines.dataset import DatasetError
+    from engines.dataset import DatasetError, landmark_path_for
 
+    no_face: list[Path] = []
     try:
         paths = collect_images(target)
-        for path in paths:  # fail on a bad input before the model is loaded
-            check_prealigned(path)
+        # Fail on a bad pre-aligned input before the model (or the detector) is loaded.
+        to_align = [p for p in paths if align or not landmark_path_for(p).is_file()]
+        for path in paths:
+            if path not in to_align:
+                check_prealigned(path)
         model, folder = load_weights_dir(weights, device)
-        faces = score_images(model, paths, mode)
+        with ExitStack() as stack:
+            aligner = None
+            if to_align:
+                from monitor.faces.aligner import PhotoAligner
+
+                aligner = stack.enter_context(PhotoAligner(detector, max_faces=max_faces))
+            faces = score_images(
+                model,
+                paths,
+                mode,
+                aligner=aligner,
+                use_landmark_files=not align,
+                on_no_face=no_face.append,
+            )
     except (CheckpointError, DatasetError) as exc:
         raise _fail(exc) from exc
+    message = f"no face found (detector {detector})"
     if as_json:
         doc = {
             "model": "dslfiqa",
@@ -394,15 +496,29 @@ def score_cli(
             "mode": mode,
             "device": device,
             "faces": [f.to_json() for f in faces],
+            "no_face": [{"image": str(p), "message": message} for p in no_face],
         }
         click.echo(json.dumps(doc, indent=2))
         return
-    width = max(len("image"), *(len(Path(f.image).name) for f in faces))
-    click.echo(f"{'image':<{width}} {'face':>4} {'score':>8} {'crops':>5}  (mode {mode})")
+    by_image: dict[str, list[ScoredFace]] = {}
     for f in faces:
-        click.echo(
-            f"{Path(f.image).name:<{width}} {f.face:>4} {f.score:>8.4f} {len(f.crop_scores):>5}"
-        )
+        by_image.setdefault(f.image, []).append(f)
+    rows: list[tuple[str, str]] = []  # (image name, rest of the row), in input order
+    for path in paths:
+        if path in no_face:
+            rows.append((path.name, f"{'-':>4} {message}"))
+        for f in by_image.get(str(path), []):
+            det = "-" if f.detection_score is None else f"{f.detection_score:.3f}"
+            box = "-" if f.bbox is None else ",".join(f"{v:.0f}" for v in f.bbox)
+            rest = f"{f.face:>4} {f.score:>8.4f} {len(f.crop_scores):>5} {det:>6}  {box}"
+            rows.append((path.name, rest))
+    width = max([len("image")] + [len(name) for name, _ in rows])
+    click.echo(
+        f"{'image':<{width}} {'face':>4} {'score':>8} {'crops':>5} {'det':>6}  bbox x1,y1,x2,y2"
+        f"  (mode {mode})"
+    )
+    for name, rest in rows:
+        click.echo(f"{name:<{width}} {rest}")
 
 
 @click.command("eval")

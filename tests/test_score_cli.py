@@ -2,14 +2,18 @@
 
 The fixture weights are random, so the scores mean nothing; what is checked is that the CLI
 loads official-format files, feeds the model exactly the official crops and landmark vectors,
-and reports what the model computed. Small (`center` mode, few faces): a crop costs ~2 s here.
+and reports what the model computed, and that photos without landmarks go through
+monitor/faces (detect, landmark, align) with a bbox and detection score per face. Small
+(`center` mode, few faces, ``--max-faces``): a crop costs ~2 s here.
 """
 
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -20,7 +24,7 @@ from click.testing import CliRunner
 import engines
 import engines.dslfiqa
 from engines import DslFiqa, load_dslfiqa
-from engines.dataset import FiqaDataset, read_image_rgb
+from engines.dataset import DatasetError, FiqaDataset, read_image_rgb
 from engines.dslfiqa.preprocess import (
     crop_images,
     crop_offsets,
@@ -32,6 +36,8 @@ from monitor import score_cli
 from monitor.assets import asset_path
 from monitor.bench_quality import center_crop_aligner, center_square_512, generic_landmarks68
 from monitor.cli import cli
+from monitor.faces import FaceDetector, FaceLandmarker, align_face
+from monitor.faces.aligner import PhotoAligner
 from tests.support.dslfiqa_fixture import regenerate_weights
 from tests.test_dataset import make_split, write_png
 
@@ -151,10 +157,50 @@ def test_image_not_512_is_refused_before_loading(tmp_path: Path) -> None:
 
 
 def test_missing_landmarks_are_reported(tmp_path: Path) -> None:
+    # The library path without an aligner still needs the landmark file.
     write_png(tmp_path / "face.png", read_image_rgb(asset_path("astronaut.png")))
-    code, _, err = run("score", str(tmp_path / "face.png"), "--weights", str(tmp_path))
-    assert code == 1
-    assert f"expected {tmp_path / 'face.npy'}" in err
+    with pytest.raises(DatasetError, match="no landmarks"):
+        score_cli.check_prealigned(tmp_path / "face.png")
+
+
+# --- the photo aligner (no DSL-FIQA model) --------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def photo_aligner() -> Iterator[PhotoAligner]:
+    with PhotoAligner() as aligner:
+        yield aligner
+
+
+def test_photo_aligner_is_detector_landmarker_and_align_face(photo_aligner: PhotoAligner) -> None:
+    image = read_image_rgb(asset_path("astronaut.png"))
+    (face,) = photo_aligner(image)
+    with FaceDetector("both") as detector:
+        found = detector.faces(detector.detect(image))
+    marks = FaceLandmarker().landmarks(image, found.xyxy, found.keypoints)
+    ref = align_face(image, found.xyxy[0], marks.ibug68[0])
+    assert np.array_equal(face.image, ref.image)
+    assert np.array_equal(face.landmarks, ref.landmarks)
+    assert face.bbox == pytest.approx(found.xyxy[0].tolist())
+    assert face.detection_score == pytest.approx(float(found.scores[0]))
+    assert photo_aligner(read_image_rgb(asset_path("logo.png"))) == []
+
+
+def test_photo_aligner_group_photo_max_faces_and_close() -> None:
+    image = read_image_rgb(asset_path("t1.jpg"))  # 1280x886, 6 people
+    with PhotoAligner() as aligner:
+        every = aligner(image)
+    assert len(every) >= 4
+    scores = [f.detection_score for f in every]
+    assert scores == sorted(scores, reverse=True)
+    assert min(scores) >= 0.6
+    with PhotoAligner(max_faces=2) as aligner:
+        two = aligner(image)
+    assert [f.bbox for f in two] == [f.bbox for f in every[:2]]
+    with pytest.raises(RuntimeError, match="closed"):
+        aligner(image)
+    with pytest.raises(ValueError, match="max_faces"):
+        PhotoAligner(max_faces=0)
 
 
 def test_eval_dataset_errors(tmp_path: Path) -> None:
@@ -195,6 +241,87 @@ def test_score_folder_center_json_and_table(tmp_path: Path, weights: Path, model
     row = out.splitlines()[1].split()
     assert row[:2] == ["a.png", "0"]
     assert float(row[2]) == pytest.approx(faces[0]["score"], abs=1e-4)
+
+
+def test_score_photo_detects_aligns_and_scores_its_face(
+    tmp_path: Path, weights: Path, model: DslFiqa, photo_aligner: PhotoAligner
+) -> None:
+    """A photo without landmarks: detected, aligned by monitor/faces, scored, with its bbox."""
+    image = read_image_rgb(asset_path("astronaut.png"))
+    photo = tmp_path / "astronaut.png"
+    write_png(photo, image)
+    args = ("score", str(photo), "--weights", str(weights), "--mode", "center", "--json")
+    code, out, _ = run(*args)
+    assert code == 0
+    doc = json.loads(out)
+    assert doc["no_face"] == []
+    (f,) = doc["faces"]
+    (aligned,) = photo_aligner(image)
+    assert (f["image"], f["face"], f["source"]) == (str(photo), 0, "detected")
+    assert f["bbox"] == pytest.approx(list(aligned.bbox))
+    x1, y1, x2, y2 = f["bbox"]
+    assert 0 <= x1 < x2 <= 512
+    assert 0 <= y1 < y2 <= 512
+    assert 150 < (x1 + x2) / 2 < 300  # her face, upper middle
+    assert 50 < (y1 + y2) / 2 < 200
+    assert f["detection_score"] == pytest.approx(aligned.detection_score)
+    assert f["detection_score"] >= 0.6
+    expected = reference_center_score(model, aligned.image, aligned.landmarks)
+    assert f["score"] == pytest.approx(expected, abs=1e-5)
+
+    # A landmark file beside it makes it a pre-aligned face, unless --align is given.
+    np.save(tmp_path / "astronaut.npy", generic_landmarks68())
+    code, out, _ = run(*args, "--align")
+    assert code == 0
+    (g,) = json.loads(out)["faces"]
+    assert (g["source"], g["bbox"]) == ("detected", f["bbox"])
+    assert g["score"] == pytest.approx(f["score"], abs=1e-6)
+
+
+def test_score_folder_mixes_prealigned_group_photo_and_no_face(
+    tmp_path: Path, weights: Path, model: DslFiqa
+) -> None:
+    """Pre-aligned face + landmarks, a group photo (2 faces kept) and a logo in one folder."""
+    face = center_square_512(read_image_rgb(asset_path("grace_hopper_512x512.jpg")))
+    write_png(tmp_path / "a.png", face)
+    np.save(tmp_path / "a.npy", generic_landmarks68())
+    shutil.copy(asset_path("t1.jpg"), tmp_path / "t1.jpg")
+    shutil.copy(asset_path("logo.png"), tmp_path / "logo.png")
+    base = ("score", str(tmp_path), "--weights", str(weights), "--mode", "center")
+    code, out, _ = run(*base, "--max-faces", "2", "--json")
+    assert code == 0
+    doc = json.loads(out)
+    assert doc["no_face"] == [
+        {"image": str(tmp_path / "logo.png"), "message": "no face found (detector both)"}
+    ]
+    faces = doc["faces"]
+    assert [(Path(f["image"]).name, f["face"], f["source"]) for f in faces] == [
+        ("a.png", 0, "landmarks"),
+        ("t1.jpg", 0, "detected"),
+        ("t1.jpg", 1, "detected"),
+    ]
+    a, t0, t1 = faces
+    assert (a["bbox"], a["detection_score"]) == (None, None)
+    assert a["score"] == pytest.approx(
+        reference_center_score(model, face, generic_landmarks68()), abs=1e-5
+    )
+    assert t0["detection_score"] >= t1["detection_score"] >= 0.6
+    boxes = np.array([t0["bbox"], t1["bbox"]])
+    assert (boxes[:, :2] >= 0).all()
+    assert (boxes[:, 2:] <= [1280, 886]).all()
+    assert boxes[0, 2] <= boxes[1, 0] or boxes[1, 2] <= boxes[0, 0]  # two different people
+
+    # The table: one row per face, and a row saying the logo has none.
+    code, out, _ = run(*base, "--max-faces", "1")
+    assert code == 0
+    lines = out.splitlines()
+    assert lines[0].split()[:6] == ["image", "face", "score", "crops", "det", "bbox"]
+    rows = {line.split()[0]: line.split() for line in lines[1:]}
+    assert list(rows) == ["a.png", "logo.png", "t1.jpg"]
+    assert rows["a.png"][1:2] + rows["a.png"][3:] == ["0", "1", "-", "-"]
+    assert " ".join(rows["logo.png"][1:]) == "- no face found (detector both)"
+    assert rows["t1.jpg"][4] == f"{t0['detection_score']:.3f}"
+    assert rows["t1.jpg"][5] == ",".join(f"{v:.0f}" for v in t0["bbox"])
 
 
 def test_aligner_hook_scores_any_photo(model: DslFiqa) -> None:
