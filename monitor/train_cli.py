@@ -190,6 +190,33 @@ def _dataset_sets(data: Path, pristine_fraction: float, real_fraction: float, si
 @click.option("--real-per-batch", type=click.IntRange(min=0), default=4, show_default=True)
 @click.option("--queue-size", type=click.IntRange(min=0), default=2048, show_default=True)
 @click.option("--temperature", type=float, default=0.2, show_default=True)
+@click.option(
+    "--proximity-weight",
+    type=click.FloatRange(min=0),
+    default=1.0,
+    show_default=True,
+    help="Weight of the soft proximity term (real -> synthetic soft targets); 0 disables it.",
+)
+@click.option(
+    "--proximity-temperature",
+    type=click.FloatRange(min=0, min_open=True),
+    default=0.1,
+    show_default=True,
+    help="Temperature of the soft proximity targets (lower = sharper).",
+)
+@click.option(
+    "--momentum",
+    type=click.FloatRange(0, 1, max_open=True),
+    default=0.0,
+    show_default=True,
+    help="EMA coefficient of a momentum key encoder (e.g. 0.999); 0 = no key encoder.",
+)
+@click.option(
+    "--mask-false-negatives/--no-mask-false-negatives",
+    default=True,
+    show_default=True,
+    help="Do not use keys of the same synthetic recipe or real clip as negatives.",
+)
 @click.option("--lr", type=float, default=1e-4, show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--init", "init_de", type=click.Path(exists=True, dir_okay=False, path_type=Path))
@@ -211,6 +238,10 @@ def degradation_cmd(
     real_per_batch: int,
     queue_size: int,
     temperature: float,
+    proximity_weight: float,
+    proximity_temperature: float,
+    momentum: float,
+    mask_false_negatives: bool,
     lr: float,
     seed: int,
     init_de: Path | None,
@@ -229,6 +260,7 @@ def degradation_cmd(
         clip_from_video,
         images_in,
     )
+    from engines.dslfiqa.training.dual_set import DualSetConfig
 
     model_config = _model_config(tiny)
     size = model_config.image_size
@@ -256,7 +288,15 @@ def degradation_cmd(
             device=device,
         )
         sampler = DualSetSampler(pristine, clips, size, model_config.crop_size, config)
-        trainer = DegradationTrainer(model_config, config, sampler, out, init_de=init_de)
+        dual_set = DualSetConfig(
+            proximity_weight=proximity_weight,
+            proximity_temperature=proximity_temperature,
+            momentum=momentum,
+            mask_false_negatives=mask_false_negatives,
+        )
+        trainer = DegradationTrainer(
+            model_config, config, sampler, out, init_de=init_de, dual_set=dual_set
+        )
         if resume:
             trainer.resume()
         losses = trainer.fit()

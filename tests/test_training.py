@@ -49,6 +49,13 @@ from engines.dslfiqa.training.degradations import (
     jpeg,
     laplacian_variance,
 )
+from engines.dslfiqa.training.dual_set import (
+    DualSetConfig,
+    ema_update,
+    false_negative_mask,
+    soft_proximity_loss,
+    soft_proximity_targets,
+)
 from monitor.assets import asset_path
 from monitor.cli import cli
 from pipelines.av_source import AvFileSource
@@ -393,6 +400,139 @@ def test_contrastive_loss_decreases_and_saves_an_official_de(
     assert resumed.resume()
     assert resumed.step == 2
     assert len(resumed.queue) == 12
+
+
+def test_soft_proximity_targets_are_distributions_that_sharpen() -> None:
+    g = torch.Generator().manual_seed(1)
+    real = torch.nn.functional.normalize(torch.randn(3, 16, generator=g), dim=1)
+    syn = torch.nn.functional.normalize(torch.randn(5, 16, generator=g), dim=1)
+    real.requires_grad_(True)
+    soft = soft_proximity_targets(real, syn, 0.5)
+    sharp = soft_proximity_targets(real, syn, 0.05)
+    assert soft.shape == (3, 5)
+    assert not soft.requires_grad  # stop-gradient
+    torch.testing.assert_close(soft.sum(1), torch.ones(3))
+    torch.testing.assert_close(sharp.sum(1), torch.ones(3))
+    assert bool((soft >= 0).all())
+    # Lower temperature: more mass on each row's most similar synthetic sample, lower entropy.
+    assert torch.equal(soft.argmax(1), sharp.argmax(1))
+    assert bool((sharp.max(1).values > soft.max(1).values).all())
+    entropy = lambda p: -(p * p.clamp_min(1e-12).log()).sum(1)  # noqa: E731
+    assert bool((entropy(sharp) < entropy(soft)).all())
+
+
+def test_soft_proximity_pulls_real_toward_the_synthetic_it_resembles() -> None:
+    g = torch.Generator().manual_seed(2)
+    syn = torch.nn.functional.normalize(torch.randn(4, 8, generator=g), dim=1)
+    raw = torch.randn(1, 8, generator=g)
+    real_k = torch.nn.functional.normalize(raw + 0.05 * torch.randn(1, 8, generator=g), dim=1)
+    nearest = int(soft_proximity_targets(real_k, syn, 0.05).argmax())
+    param = raw.clone().requires_grad_(True)
+
+    def similarity() -> float:
+        return float(torch.nn.functional.normalize(param.detach(), dim=1) @ syn[nearest])
+
+    before = similarity()
+    opt = torch.optim.SGD([param], lr=0.1)
+    for _ in range(20):
+        real_q = torch.nn.functional.normalize(param, dim=1)
+        loss = soft_proximity_loss(real_q, real_k, syn, 0.05, 0.2)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    assert similarity() > before
+    assert float(soft_proximity_loss(syn[:0], syn[:0], syn, 0.1, 0.2)) == 0.0
+
+
+def test_false_negative_mask_removes_exactly_the_same_source_keys() -> None:
+    groups = ["syn:blur(2)", "syn:noise(5)", "syn:blur(2)", "real:0:a", "real:0:a", "real:1:b"]
+    extra = ["clean:0:a", "real:1:b", "syn:noise(5)", "real:9:z"]  # twins, then queue
+    mask = false_negative_mask(groups, extra)
+    assert mask.shape == (6, 10)
+    expected = {(0, 2), (2, 0), (3, 4), (4, 3), (5, 7), (1, 8)}
+    assert {tuple(ij) for ij in mask.nonzero().tolist()} == expected
+    assert not bool(mask.diagonal().any())  # positives are never masked
+    # Masked InfoNCE = per-row InfoNCE with exactly those columns left out.
+    g = torch.Generator().manual_seed(3)
+    q = torch.nn.functional.normalize(torch.randn(6, 16, generator=g), dim=1)
+    k = torch.nn.functional.normalize(torch.randn(6, 16, generator=g), dim=1)
+    extra_keys = torch.nn.functional.normalize(torch.randn(4, 16, generator=g), dim=1)
+    keys, queries = torch.cat([k, extra_keys]), torch.cat([q, extra_keys])
+    expected_loss = 0.0
+    for i in range(6):
+        keep = ~mask[i]
+        for a, b in ((q[i], keys), (k[i], queries)):
+            logits = (b[keep] @ a) / 0.2
+            expected_loss -= float(torch.log_softmax(logits, 0)[int(keep[:i].sum())]) / 12
+    masked = info_nce(q, k, None, extra_keys, 0.2, mask)
+    assert float(masked) == pytest.approx(expected_loss, rel=1e-5)
+    assert float(masked) != pytest.approx(float(info_nce(q, k, None, extra_keys, 0.2)))
+
+
+def test_ema_key_encoder_moves_by_one_minus_m_of_the_difference() -> None:
+    torch.manual_seed(0)
+    query, key = TINY.build_de(), TINY.build_de()
+    old = [p.detach().clone() for p in key.parameters()]
+    m = 0.9
+    ema_update(key, query, m)
+    for pk, pold, pq in zip(key.parameters(), old, query.parameters(), strict=True):
+        torch.testing.assert_close(pk - pold, (1 - m) * (pq - pold), rtol=1e-5, atol=1e-6)
+
+
+def test_dual_set_loss_decreases_with_momentum_and_proximity(sampler_parts: tuple) -> None:
+    pristine, clips = sampler_parts
+    cfg = contrastive_config(steps=2, log_every=0, save_every=0, queue_size=8)
+    sampler = DualSetSampler(pristine, clips, TINY.image_size, TINY.crop_size, cfg)
+    dual = DualSetConfig(proximity_weight=1.0, proximity_temperature=0.1, momentum=0.5)
+    trainer = DegradationTrainer(TINY, cfg, sampler, "unused", dual_set=dual)
+    assert trainer.de_key is not None
+    batch = sampler.batch(0)
+    assert batch.groups[0].startswith("syn:")
+    assert batch.groups[-1].startswith("real:0:")
+    assert len(batch.negative_groups) == len(batch.negatives)
+    trainer.de.train()
+    with torch.no_grad():
+        before = float(trainer.loss(batch))
+    assert trainer.last_parts["proximity"] > 0
+    key_before = [p.detach().clone() for p in trainer.de_key.parameters()]
+    losses = [trainer.train_step(batch) for _ in range(12)]
+    with torch.no_grad():
+        after = float(trainer.loss(batch))
+    assert after < before, (before, after, losses)
+    assert not any(p.requires_grad for p in trainer.de_key.parameters())
+    assert any(
+        not torch.equal(a, b) for a, b in zip(key_before, trainer.de_key.parameters(), strict=True)
+    )
+    assert len(trainer.queue_groups) == len(trainer.queue) == 8
+
+
+def test_dual_set_resume_reproduces_an_uninterrupted_run(
+    sampler_parts: tuple, tmp_path: Path
+) -> None:
+    pristine, clips = sampler_parts
+    dual = DualSetConfig(momentum=0.9)
+
+    def run(out: Path, steps: int, resume: bool) -> DegradationTrainer:
+        cfg = contrastive_config(steps=steps, log_every=0, save_every=0, queue_size=8)
+        sampler = DualSetSampler(pristine, clips, TINY.image_size, TINY.crop_size, cfg)
+        trainer = DegradationTrainer(TINY, cfg, sampler, out, dual_set=dual)
+        if resume:
+            assert trainer.resume()
+        trainer.fit()
+        return trainer
+
+    whole = run(tmp_path / "whole", 3, False)
+    run(tmp_path / "split", 2, False)
+    resumed = run(tmp_path / "split", 3, True)
+    assert resumed.step == whole.step == 3
+    for a, b in (
+        (whole.de.state_dict(), resumed.de.state_dict()),
+        (whole.de_key.state_dict(), resumed.de_key.state_dict()),  # type: ignore[union-attr]
+    ):
+        for name in a:
+            torch.testing.assert_close(a[name], b[name], rtol=1e-5, atol=1e-6, msg=name)
+    torch.testing.assert_close(whole.queue, resumed.queue, rtol=1e-5, atol=1e-6)
+    assert whole.queue_groups == resumed.queue_groups
 
 
 # ---------------------------------------------------------------------------- CLI

@@ -13,11 +13,15 @@ design after the paper's idea (docs/training.md has the full rationale):
   pairs such as carphone), the clean frame at the *same crop*: same content, different
   degradation, the hardest negative for an encoder that leaks content.
 * **Loss** -- symmetric InfoNCE (query->key and key->query) at temperature 0.2 on the
-  official embedding: the DE's MLP output map flattened and L2-normalised.
+  official embedding: the DE's MLP output map flattened and L2-normalised, with keys of the
+  same degradation source masked out of the negatives, plus the soft proximity term that
+  pulls real degradations toward the synthetic ones they resemble (:mod:`.dual_set`).
+* **Keys** -- from the trained encoder itself, or from an optional momentum (EMA) copy.
 """
 
 from __future__ import annotations
 
+import copy
 import math
 import sys
 import time
@@ -43,6 +47,15 @@ from engines.dslfiqa.training.checkpoints import (
 )
 from engines.dslfiqa.training.config import ContrastiveTrainConfig, ModelConfig
 from engines.dslfiqa.training.degradations import Degradation, sample_degradation
+from engines.dslfiqa.training.dual_set import (
+    CLEAN_PREFIX,
+    REAL_PREFIX,
+    SYNTHETIC_PREFIX,
+    DualSetConfig,
+    ema_update,
+    false_negative_mask,
+    soft_proximity_loss,
+)
 
 CHECKPOINT_FORMAT = "fqm-dslfiqa-degradation-train/1"
 VIDEO_SUFFIXES = (".mp4", ".mkv", ".avi", ".mov", ".webm", ".y4m", ".ts")
@@ -146,6 +159,10 @@ class ContrastiveBatch:
     keys: torch.Tensor  # [N,3,C,C]; keys[i] is the positive of queries[i]
     negatives: torch.Tensor  # [M,3,C,C] extra keys that are nobody's positive
     labels: tuple[str, ...]  # what each pair is, for logs
+    # Degradation source of each pair ("syn:<recipe>", "real:<clip>") and of each negative
+    # ("clean:<clip>"): pairs of one source are not each other's negatives.
+    groups: tuple[str, ...] = ()
+    negative_groups: tuple[str, ...] = ()
 
 
 class DualSetSampler:
@@ -194,8 +211,9 @@ class DualSetSampler:
 
     def real_pair(
         self, rng: np.random.Generator
-    ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, str]:
-        clip = self.real[int(rng.integers(0, len(self.real)))]
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, str, int]:
+        index = int(rng.integers(0, len(self.real)))
+        clip = self.real[index]
         n = len(clip.frames)
         f = int(rng.integers(0, n))
         d = self.config.real_neighbour_frames
@@ -206,30 +224,36 @@ class DualSetSampler:
         if clip.clean is not None:
             c = self.crop_size
             neg = clip.clean[f][top : top + c, left : left + c]
-        return q, k, neg, f"{clip.name}[{f}~{g}]"
+        return q, k, neg, f"{clip.name}[{f}~{g}]", index
 
     def batch(self, step: int) -> ContrastiveBatch:
         rng = np.random.default_rng([self.config.seed, step])
-        qs, ks, negs, labels = [], [], [], []
+        qs, ks, negs, labels, groups, neg_groups = [], [], [], [], [], []
         for _ in range(self.config.synthetic_per_batch):
             q, k, deg = self.synthetic_pair(rng)
             qs.append(q)
             ks.append(k)
             labels.append(deg.describe())
+            groups.append(SYNTHETIC_PREFIX + deg.describe())
         if self.real:
             for _ in range(self.config.real_per_batch):
-                q, k, neg, label = self.real_pair(rng)
+                q, k, neg, label, index = self.real_pair(rng)
                 qs.append(q)
                 ks.append(k)
                 labels.append(label)
+                source = f"{index}:{self.real[index].name}"
+                groups.append(REAL_PREFIX + source)
                 if neg is not None:
                     negs.append(neg)
+                    neg_groups.append(CLEAN_PREFIX + source)
         c = self.crop_size
         return ContrastiveBatch(
             torch.stack([to_input(q) for q in qs]),
             torch.stack([to_input(k) for k in ks]),
             torch.stack([to_input(n) for n in negs]) if negs else torch.zeros(0, 3, c, c),
             tuple(labels),
+            tuple(groups),
+            tuple(neg_groups),
         )
 
 
@@ -246,15 +270,25 @@ def info_nce(
     negatives: torch.Tensor | None,
     queue: torch.Tensor | None,
     temperature: float,
+    mask: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Symmetric InfoNCE: row i of ``q`` must pick ``k[i]`` among all keys, negatives and the
-    queue, and ``k[i]`` must pick ``q[i]`` the same way. All inputs L2-normalised [*, D]."""
+    queue, and ``k[i]`` must pick ``q[i]`` the same way. All inputs L2-normalised [*, D].
+
+    ``mask`` (bool [N, N + len(negatives) + len(queue)], see
+    :func:`~.dual_set.false_negative_mask`) removes the True entries from both directions'
+    softmax; it must leave the diagonal (the positives) alone."""
     extra = [t for t in (negatives, queue) if t is not None and len(t)]
     labels = torch.arange(len(q), device=q.device)
     keys = torch.cat([k, *extra]) if extra else k
     queries = torch.cat([q, *extra]) if extra else q
-    loss_qk = F.cross_entropy(q @ keys.T / temperature, labels)
-    loss_kq = F.cross_entropy(k @ queries.T / temperature, labels)
+    logits_qk = q @ keys.T / temperature
+    logits_kq = k @ queries.T / temperature
+    if mask is not None:
+        logits_qk = logits_qk.masked_fill(mask, float("-inf"))
+        logits_kq = logits_kq.masked_fill(mask, float("-inf"))
+    loss_qk = F.cross_entropy(logits_qk, labels)
+    loss_kq = F.cross_entropy(logits_kq, labels)
     return (loss_qk + loss_kq) / 2
 
 
@@ -263,6 +297,8 @@ class DegradationTrainer:
     """Trains the degradation encoder (conv trunk + MLP head) contrastively.
 
     Output folder: ``DE.pt`` (official key format), ``model_config.json``, ``last.pt``.
+    ``dual_set`` holds the cross-set settings (soft proximity, momentum key encoder,
+    false-negative masking); ``None`` means :class:`~.dual_set.DualSetConfig`'s defaults.
     """
 
     def __init__(
@@ -273,9 +309,12 @@ class DegradationTrainer:
         out_dir: str | Path,
         init_de: CheckpointSource | None = None,
         log: TextIO | None = None,
+        dual_set: DualSetConfig | None = None,
     ):
         self.model_config = model_config
         self.config = config
+        self.dual_set = dual_set if dual_set is not None else DualSetConfig()
+        self.dual_set.validate()
         self.sampler = sampler
         self.out_dir = Path(out_dir)
         self._stream = log
@@ -285,22 +324,57 @@ class DegradationTrainer:
         if init_de is not None:
             load_into(self.de, init_de, "DE")
         self.de.to(self.device)
+        # Momentum key encoder: starts as a copy of the query encoder, never optimised.
+        self.de_key: DegradationEncoder | None = None
+        if self.dual_set.momentum > 0:
+            self.de_key = copy.deepcopy(self.de).requires_grad_(False)
         self.optimizer = torch.optim.Adam(
             self.de.parameters(), lr=config.lr, weight_decay=config.weight_decay
         )
         dim = model_config.de_dim * model_config.de_pool[0] * model_config.de_pool[1]
         self.queue = torch.zeros(0, dim, device=self.device)
+        self.queue_groups: list[str] = []  # degradation source of each queue entry
         self.step = 0
+        self.last_parts: dict[str, float] = {}
 
     def log(self, msg: str) -> None:
         print(f"[fqm train degradation] {msg}", file=self._stream or sys.stderr, flush=True)
 
+    def _key_embed(self, x: torch.Tensor) -> torch.Tensor:
+        if self.de_key is None:
+            return embed(self.de, x)
+        self.de_key.train(self.de.training)
+        with torch.no_grad():
+            return embed(self.de_key, x)
+
     def loss(self, batch: ContrastiveBatch) -> torch.Tensor:
+        """InfoNCE (false negatives masked) + ``proximity_weight`` x soft proximity."""
+        ds = self.dual_set
         q = embed(self.de, batch.queries.to(self.device))
-        k = embed(self.de, batch.keys.to(self.device))
-        neg = embed(self.de, batch.negatives.to(self.device)) if len(batch.negatives) else None
+        k = self._key_embed(batch.keys.to(self.device))
+        has_neg = len(batch.negatives) > 0
+        neg = self._key_embed(batch.negatives.to(self.device)) if has_neg else None
         self._last_keys = k.detach()
-        return info_nce(q, k, neg, self.queue, self.config.temperature)
+        mask = None
+        if ds.mask_false_negatives and batch.groups:
+            extra = list(batch.negative_groups) if has_neg else []
+            if len(extra) != (len(neg) if neg is not None else 0):
+                extra = [f"{CLEAN_PREFIX}#{i}" for i in range(len(neg) if neg is not None else 0)]
+            mask = false_negative_mask(batch.groups, extra + self.queue_groups, self.device)
+        nce = info_nce(q, k, neg, self.queue, self.config.temperature, mask)
+        prox = q.new_zeros(())
+        if ds.proximity_weight > 0 and batch.groups:
+            real = torch.tensor([g.startswith(REAL_PREFIX) for g in batch.groups])
+            syn = torch.tensor([g.startswith(SYNTHETIC_PREFIX) for g in batch.groups])
+            prox = soft_proximity_loss(
+                q[real.to(q.device)],
+                k[real.to(q.device)],
+                k[syn.to(q.device)],
+                ds.proximity_temperature,
+                self.config.temperature,
+            )
+        self.last_parts = {"nce": float(nce.detach()), "proximity": float(prox.detach())}
+        return nce + ds.proximity_weight * prox
 
     def train_step(self, batch: ContrastiveBatch) -> float:
         self.de.train()
@@ -308,8 +382,13 @@ class DegradationTrainer:
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         self.optimizer.step()
+        if self.de_key is not None:
+            ema_update(self.de_key, self.de, self.dual_set.momentum)
         if self.config.queue_size > 0:  # FIFO: newest keys first, oldest dropped
-            self.queue = torch.cat([self._last_keys, self.queue])[: self.config.queue_size]
+            size = self.config.queue_size
+            self.queue = torch.cat([self._last_keys, self.queue])[:size]
+            groups = list(batch.groups) or [""] * len(self._last_keys)
+            self.queue_groups = (groups + self.queue_groups)[:size]
         self.step += 1
         return float(loss.detach())
 
@@ -319,11 +398,15 @@ class DegradationTrainer:
             "de": official_state_dict(self.de),
             "optimizer": self.optimizer.state_dict(),
             "queue": self.queue.cpu(),
+            "queue_groups": list(self.queue_groups),
             "step": self.step,
             "torch_rng": torch.get_rng_state(),
             "model_config": asdict(self.model_config),
             "train_config": asdict(self.config),
+            "dual_set": asdict(self.dual_set),
         }
+        if self.de_key is not None:
+            state["de_key"] = official_state_dict(self.de_key)
         path = self.out_dir / LAST_NAME
         atomic_save(state, path)
         return path
@@ -340,6 +423,11 @@ class DegradationTrainer:
         load_into(self.de, state["de"], "DE")
         self.optimizer.load_state_dict(state["optimizer"])
         self.queue = state["queue"].to(self.device)
+        # Older checkpoints have no queue groups: unknown sources, masked against nothing.
+        self.queue_groups = list(state.get("queue_groups", ["?"] * len(self.queue)))
+        if self.de_key is not None:
+            load_into(self.de_key, state.get("de_key", state["de"]), "DE")
+            self.de_key.requires_grad_(False)
         self.step = int(state["step"])
         torch.set_rng_state(state["torch_rng"])
         self.log(f"resumed from {path} at step {self.step}")
@@ -360,8 +448,11 @@ class DegradationTrainer:
                 raise FloatingPointError(f"loss became {loss} at step {self.step}; lower --lr")
             if cfg.log_every and self.step % cfg.log_every == 0:
                 rate = (self.step - s0) / max(time.perf_counter() - t0, 1e-9)
+                parts = self.last_parts
                 self.log(
                     f"step {self.step}/{cfg.steps} loss {loss:.4f} "
+                    f"(nce {parts.get('nce', float('nan')):.4f} "
+                    f"proximity {parts.get('proximity', float('nan')):.4f}) "
                     f"queue {len(self.queue)} {rate:.2f} steps/s"
                 )
             if cfg.save_every and self.step % cfg.save_every == 0:
