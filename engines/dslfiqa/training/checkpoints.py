@@ -41,6 +41,27 @@ def atomic_save(obj: Any, path: Path) -> None:
     os.replace(tmp, path)
 
 
+def read_training_state(
+    path: Path, checkpoint_format: str, what: str, model_config: ModelConfig
+) -> dict[str, Any] | None:
+    """Load a trainer's ``last.pt``, or ``None`` when there is none yet.
+
+    Raises ValueError when the file is another kind of checkpoint or was written for another
+    model config: resuming it would silently train a different run.
+    """
+    if not path.is_file():
+        return None
+    state: dict[str, Any] = torch.load(path, map_location="cpu", weights_only=True)
+    if state.get("format") != checkpoint_format:
+        raise ValueError(f"{path} is not an fqm {what}-training checkpoint")
+    if ModelConfig.from_dict(state["model_config"]) != model_config:
+        raise ValueError(
+            f"{path} was written for model config {state['model_config']['name']!r}, "
+            f"not {model_config.name!r}; use the same --tiny setting or a new --out"
+        )
+    return state
+
+
 def official_state_dict(model: nn.Module) -> dict[str, torch.Tensor]:
     """CPU copy of ``model.state_dict()`` (unwrapping DataParallel/DDP/compile wrappers)."""
     inner = getattr(model, "module", None) or getattr(model, "_orig_mod", None) or model

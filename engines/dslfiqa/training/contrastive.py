@@ -28,7 +28,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TextIO
 
 import numpy as np
 import torch
@@ -43,6 +43,7 @@ from engines.dslfiqa.training.checkpoints import (
     atomic_save,
     load_into,
     official_state_dict,
+    read_training_state,
     save_weights,
 )
 from engines.dslfiqa.training.config import ContrastiveTrainConfig, ModelConfig
@@ -413,13 +414,9 @@ class DegradationTrainer:
 
     def resume(self, path: str | Path | None = None) -> bool:
         path = Path(path) if path is not None else self.out_dir / LAST_NAME
-        if not path.is_file():
+        state = read_training_state(path, CHECKPOINT_FORMAT, "degradation", self.model_config)
+        if state is None:
             return False
-        state: dict[str, Any] = torch.load(path, map_location="cpu", weights_only=True)
-        if state.get("format") != CHECKPOINT_FORMAT:
-            raise ValueError(f"{path} is not an fqm degradation-training checkpoint")
-        if ModelConfig.from_dict(state["model_config"]) != self.model_config:
-            raise ValueError(f"{path} was written for another model config; use a new --out")
         load_into(self.de, state["de"], "DE")
         self.optimizer.load_state_dict(state["optimizer"])
         self.queue = state["queue"].to(self.device)

@@ -22,7 +22,7 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TextIO
 
 import numpy as np
 import torch
@@ -36,6 +36,7 @@ from engines.dslfiqa.training.checkpoints import (
     load_de,
     load_into,
     official_state_dict,
+    read_training_state,
     save_weights,
 )
 from engines.dslfiqa.training.config import ModelConfig, QualityTrainConfig
@@ -247,16 +248,9 @@ class QualityTrainer:
     def resume(self, path: str | Path | None = None) -> bool:
         """Load ``last.pt`` (default: the one in ``out_dir``); False when there is none."""
         path = Path(path) if path is not None else self.out_dir / LAST_NAME
-        if not path.is_file():
+        state = read_training_state(path, CHECKPOINT_FORMAT, "quality", self.model_config)
+        if state is None:
             return False
-        state: dict[str, Any] = torch.load(path, map_location="cpu", weights_only=True)
-        if state.get("format") != CHECKPOINT_FORMAT:
-            raise ValueError(f"{path} is not an fqm quality-training checkpoint")
-        if ModelConfig.from_dict(state["model_config"]) != self.model_config:
-            raise ValueError(
-                f"{path} was written for model config {state['model_config']['name']!r}, "
-                f"not {self.model_config.name!r}; use the same --tiny setting or a new --out"
-            )
         saved = state["train_config"]
         for key in ("seed", "batch_size"):
             if saved[key] != getattr(self.config, key):
