@@ -14,8 +14,9 @@ Without ``--weights`` both use weights regenerated from the repository's test fi
 with those weights measures how sensitive an untrained network is to crop position, not
 how the real model's modes agree (see docs/quality-modes.md).
 
-Until monitor/ has a face aligner, the faces are the bundled stills and video frames,
-centre-cropped to a square and resized to 512x512, with one generic 68-point layout.
+The faces are real: the best face of each bundled still, then frames spread evenly over the
+bundled videos, each detected, landmarked and aligned by
+:class:`monitor.faces.aligner.PhotoAligner` as the official alignment places a face.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from __future__ import annotations
 import json
 import platform
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -40,7 +41,7 @@ from engines.dslfiqa.constants import (
     OFFICIAL_SEED,
     CropMode,
 )
-from monitor.score_cli import DEVICES, AlignedInput, check_device, load_weights_dir
+from monitor.score_cli import DEVICES, check_device, load_weights_dir
 from pipelines.av_source import AvFileSource
 
 # The model code and torch are imported where used, so that `fqm --help` stays fast.
@@ -48,6 +49,7 @@ if TYPE_CHECKING:
     import torch
 
     from engines import DslFiqa
+    from monitor.faces.aligner import PhotoAligner
 
 BACKENDS: tuple[str, ...] = ("torch",)
 STILLS: tuple[str, ...] = (
@@ -56,105 +58,100 @@ STILLS: tuple[str, ...] = (
     "Tom_Hanks_54745.png",
     "t1.jpg",
 )
-#: (video asset, take every N-th decoded frame).
-VIDEOS: tuple[tuple[str, int], ...] = (
-    ("franck.mp4", 240),
-    ("carphone_pristine.mp4", 40),
-    ("carphone_distorted.mp4", 40),
+#: Videos whose frames, spread evenly over each, give the faces after the stills.
+VIDEOS: tuple[str, ...] = (
+    "franck.mp4",
+    "carphone_pristine.mp4",
+    "carphone_distorted.mp4",
+    "Megamind.avi",
 )
 FIXTURE_WEIGHTS_NOTE = (
     "fixture-regenerated weights (random values from tests/support/dslfiqa_fixture.py; "
     "speed does not depend on weight values, scores are meaningless)"
 )
 
-# A generic iBUG 68-point layout in a 512x512 aligned face, placed as the official alignment
-# (box + 80-100 % margin per side) puts a frontal face: eyes near y=240, chin near y=370.
-# Jaw 0-16 (subject's right ear -> chin -> left ear), brows 17-26, nose 27-35, eyes 36-47,
-# lips 48-67. Every point lies in [128, 384], i.e. inside every official 384 crop.
-_JAW_T = np.pi - np.pi * np.arange(17) / 16
-_GENERIC_68 = np.concatenate(
-    [
-        np.stack([256 + 97 * np.cos(_JAW_T), 235 + 135 * np.sin(_JAW_T)], axis=1),
-        [[175, 212], [190, 203], [206, 200], [222, 202], [238, 207]],  # right brow
-        [[274, 207], [290, 202], [306, 200], [322, 203], [337, 212]],  # left brow
-        [[256, 235], [256, 252], [256, 269], [256, 286]],  # nose bridge
-        [[236, 298], [246, 301], [256, 303], [266, 301], [276, 298]],  # nose base
-        [[191, 240], [204, 234], [218, 234], [231, 240], [218, 245], [204, 245]],  # right eye
-        [[281, 240], [294, 234], [308, 234], [321, 240], [308, 245], [294, 245]],  # left eye
-        [[221, 330], [233, 322], [246, 318], [256, 320], [266, 318], [279, 322]],  # outer lip
-        [[291, 330], [279, 340], [266, 345], [256, 346], [246, 345], [233, 340]],
-        [[226, 330], [244, 326], [256, 327], [268, 326], [286, 330], [268, 334]],  # inner lip
-        [[256, 335], [244, 334]],
-    ]
-).astype(np.float32)
-
-
-def generic_landmarks68() -> np.ndarray:
-    """A fixed frontal-face 68-point layout [68,2] (x, y) for a 512x512 aligned face."""
-    return _GENERIC_68.copy()
-
-
-def center_square_512(image: np.ndarray) -> np.ndarray:
-    """Centre square of an RGB image, resized (bicubic) to 512x512 uint8."""
-    h, w = image.shape[:2]
-    side = min(h, w)
-    top, left = (h - side) // 2, (w - side) // 2
-    square = np.ascontiguousarray(image[top : top + side, left : left + side])
-    if side == IMAGE_SIZE:
-        return square
-    frame = av.VideoFrame.from_ndarray(square, format="rgb24")
-    return frame.reformat(IMAGE_SIZE, IMAGE_SIZE, interpolation="BICUBIC").to_ndarray()
-
-
-def center_crop_aligner(image: np.ndarray) -> list[AlignedInput]:
-    """Stand-in face aligner: the centre square as one face with the generic landmarks.
-
-    Use it only for measurements on pictures whose face is roughly centred; the real aligner
-    (detector + landmarks + roll alignment) comes from monitor/faces.
-    """
-    return [AlignedInput(center_square_512(image), generic_landmarks68())]
-
 
 @dataclass(frozen=True)
 class BenchFace:
-    label: str
-    image: np.ndarray  # uint8 [512,512,3]
+    label: str  # asset name, with ``#frame`` for a video frame
+    image: np.ndarray  # uint8 [512,512,3], aligned as the official alignment does
     landmarks: np.ndarray  # float32 [68,2]
 
 
-def _video_frames(path: Path, step: int) -> Iterator[tuple[int, np.ndarray]]:
+def _frame_count(path: Path) -> int:
+    with av.open(str(path)) as container:
+        stream = container.streams.video[0]
+        if stream.frames:
+            return stream.frames
+        return sum(1 for _ in container.decode(stream))
+
+
+def _video_faces(aligner: PhotoAligner, path: Path, label: str, k: int) -> list[BenchFace]:
+    """Up to ``k`` faces from frames spread evenly over the video.
+
+    The video is cut into ``k`` equal segments; in each, frames from its middle to its end
+    are tried in turn and the first one the aligner finds a face in gives the segment's face
+    (none if no frame of that half-segment has one).
+    """
+    total = _frame_count(path)
+    bounds = [(j * total // k, (j + 1) * total // k) for j in range(k)]
+    targets = [((a + b) // 2, b) for a, b in bounds if b > a]
+    faces: list[BenchFace] = []
     with AvFileSource(path) as source:
         for frame in source:
-            if frame.index % step == 0:
-                yield frame.index, np.array(frame.image)
+            while targets and frame.index >= targets[0][1]:
+                targets.pop(0)  # segment ended without a face
+            if not targets:
+                break
+            if frame.index < targets[0][0]:
+                continue
+            found = aligner(np.array(frame.image))
+            if found:
+                faces.append(
+                    BenchFace(f"{label}#{frame.index}", found[0].image, found[0].landmarks)
+                )
+                targets.pop(0)
+    return faces
 
 
 def bench_faces(n: int) -> list[BenchFace]:
-    """``n`` faces: the stills first, then video frames taken in turn from each video."""
+    """``n`` aligned faces: the best face of each still, then evenly spread video frames.
+
+    Faces come from :class:`PhotoAligner` (detector, mesh landmarks, official alignment),
+    one per picture (the highest detection score). The video frames are shared out in turn
+    between the videos; a video that yields fewer faces than its share (frames without a
+    detectable face, as in most of carphone_distorted.mp4) leaves the rest to the others.
+    """
     from engines.dataset import read_image_rgb
     from monitor.assets import asset_path
+    from monitor.faces.aligner import PhotoAligner
 
-    lmk = generic_landmarks68()
-    faces = [
-        BenchFace(name, center_square_512(read_image_rgb(asset_path(name))), lmk)
-        for name in STILLS[:n]
-    ]
-    streams = [(name, _video_frames(asset_path(name), step)) for name, step in VIDEOS]
-    while len(faces) < n and streams:
-        for entry in list(streams):
+    with PhotoAligner(max_faces=1) as aligner:
+        faces: list[BenchFace] = []
+        for name in STILLS:
             if len(faces) >= n:
                 break
-            name, frames = entry
-            got = next(frames, None)
-            if got is None:
-                streams.remove(entry)
-                continue
-            faces.append(BenchFace(f"{name}#{got[0]}", center_square_512(got[1]), lmk))
-    for _, frames in streams:
-        frames.close()
+            found = aligner(read_image_rgb(asset_path(name)))
+            if found:
+                faces.append(BenchFace(name, found[0].image, found[0].landmarks))
+        need = n - len(faces)
+        quota = {name: 0 for name in VIDEOS}
+        got: dict[str, list[BenchFace]] = {name: [] for name in VIDEOS}
+        open_videos = list(VIDEOS)  # those that filled every share so far
+        while need > sum(len(v) for v in got.values()) and open_videos:
+            short = need - sum(len(v) for v in got.values())
+            for i, name in enumerate(open_videos):
+                quota[name] += short // len(open_videos) + (i < short % len(open_videos))
+            for name in list(open_videos):
+                if len(got[name]) < quota[name]:
+                    got[name] = _video_faces(aligner, asset_path(name), name, quota[name])
+                    if len(got[name]) < quota[name]:
+                        open_videos.remove(name)
+    rounds = max((len(v) for v in got.values()), default=0)
+    faces += [got[name][j] for j in range(rounds) for name in VIDEOS if j < len(got[name])]
     if len(faces) < n:
         raise click.UsageError(f"only {len(faces)} bench faces are available; ask for fewer")
-    return faces
+    return faces[:n]
 
 
 def load_bench_model(weights: Path | None, device: str) -> tuple[DslFiqa, str]:
@@ -450,7 +447,7 @@ def mode_agreement(rows: Sequence[ModeScores]) -> dict[str, dict[str, float | No
 
 
 @click.command("modes")
-@click.option("--faces", type=click.IntRange(min=2), default=8, show_default=True)
+@click.option("--faces", type=click.IntRange(min=1), default=8, show_default=True)
 @click.option(
     "--weights",
     type=click.Path(path_type=Path),
@@ -500,8 +497,9 @@ def modes_cli(faces: int, weights: Path | None, device: str, as_json: bool) -> N
             f"{fmt(s['mean_abs_diff'], '8.4f'):>8} {fmt(s['max_abs_diff'], '8.4f'):>8}"
         )
     o = summary["official"]
+    spread = o["score_std_across_faces"]
     click.echo(
-        f"official: score sd across faces {o['score_std_across_faces']:.4f}, "
+        f"official: score sd across faces {'n/a' if spread is None else f'{spread:.4f}'}, "
         f"mean crop-score sd {o['mean_crop_score_std']:.4f}, "
         f"sampling s.e. of a 20-crop mean {o['mean_sampling_se']:.4f}"
     )

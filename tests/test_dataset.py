@@ -18,7 +18,7 @@ from engines.dataset import (
     read_landmarks,
 )
 from monitor.assets import asset_path
-from monitor.bench_quality import center_square_512, generic_landmarks68
+from tests.support.faces import center_square_512, generic_landmarks68
 
 
 def write_png(path: Path, image: np.ndarray) -> None:

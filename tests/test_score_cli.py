@@ -34,11 +34,11 @@ from engines.dslfiqa.preprocess import (
 from engines.metrics import plcc, srcc
 from monitor import score_cli
 from monitor.assets import asset_path
-from monitor.bench_quality import center_crop_aligner, center_square_512, generic_landmarks68
 from monitor.cli import cli
 from monitor.faces import FaceDetector, FaceLandmarker, align_face
 from monitor.faces.aligner import PhotoAligner
 from tests.support.dslfiqa_fixture import regenerate_weights
+from tests.support.faces import center_square_512, generic_landmarks68
 from tests.test_dataset import make_split, write_png
 
 
@@ -325,7 +325,11 @@ def test_score_folder_mixes_prealigned_group_photo_and_no_face(
 
 
 def test_aligner_hook_scores_any_photo(model: DslFiqa) -> None:
-    """An aligner turns a photo of any size into aligned faces (here the stand-in one)."""
+    """An aligner turns a photo of any size into aligned faces (here a centre-crop stand-in)."""
+
+    def center_crop_aligner(image: np.ndarray) -> list[score_cli.AlignedInput]:
+        return [score_cli.AlignedInput(center_square_512(image), generic_landmarks68())]
+
     path = asset_path("t1.jpg")  # 1280x886
     faces = score_cli.score_images(model, [path], "center", aligner=center_crop_aligner)
     assert len(faces) == 1
