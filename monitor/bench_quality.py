@@ -24,7 +24,7 @@ from __future__ import annotations
 import json
 import platform
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -279,6 +279,25 @@ def time_official_naive(model: DslFiqa, faces: Sequence[BenchFace]) -> SpeedResu
     return SpeedResult("official-naive", "official", 1, len(faces), crops, time.perf_counter() - t0)
 
 
+def _model_options(command: Callable) -> Callable:
+    """--weights, --device and --json, shared by the quality benches."""
+    for option in reversed(
+        [
+            click.option(
+                "--weights",
+                type=click.Path(path_type=Path),
+                default=None,
+                help="Folder with DE.pt and IQA.pt (default: the test fixture's regenerated "
+                "weights).",
+            ),
+            click.option("--device", type=click.Choice(DEVICES), default="cpu", show_default=True),
+            click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table."),
+        ]
+    ):
+        command = option(command)
+    return command
+
+
 @click.command("quality")
 @click.option("--backend", type=click.Choice(BACKENDS), default="torch", show_default=True)
 @click.option(
@@ -303,14 +322,7 @@ def time_official_naive(model: DslFiqa, faces: Sequence[BenchFace]) -> SpeedResu
     show_default=True,
     help="Faces for the naive official baseline (20 crops each); 0 skips it.",
 )
-@click.option(
-    "--weights",
-    type=click.Path(path_type=Path),
-    default=None,
-    help="Folder with DE.pt and IQA.pt (default: the test fixture's regenerated weights).",
-)
-@click.option("--device", type=click.Choice(DEVICES), default="cpu", show_default=True)
-@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+@_model_options
 def quality_cli(
     backend: str,
     modes: tuple[CropMode, ...],
@@ -448,14 +460,7 @@ def mode_agreement(rows: Sequence[ModeScores]) -> dict[str, dict[str, float | No
 
 @click.command("modes")
 @click.option("--faces", type=click.IntRange(min=1), default=8, show_default=True)
-@click.option(
-    "--weights",
-    type=click.Path(path_type=Path),
-    default=None,
-    help="Folder with DE.pt and IQA.pt (default: the test fixture's regenerated weights).",
-)
-@click.option("--device", type=click.Choice(DEVICES), default="cpu", show_default=True)
-@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+@_model_options
 def modes_cli(faces: int, weights: Path | None, device: str, as_json: bool) -> None:
     """How far fixed5 and center land from official: SRCC and mean |diff| over faces.
 
