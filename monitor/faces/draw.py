@@ -2,7 +2,8 @@
 
 ``python -m monitor.faces.draw docs/faces/landmarks68.png`` writes the picture kept in the
 docs: the 468-point mesh in grey, the 68 iBUG points coloured by group, the detector's six
-keypoints as white squares, on the project's stills and a frame of franck.mp4.
+keypoints as white squares, on the two public-domain stills (the test clips state no licence,
+so no frame of them is committed).
 """
 
 from __future__ import annotations
@@ -83,18 +84,12 @@ def main(argv: list[str]) -> int:
     import av
 
     from monitor.assets import asset_path
-    from pipelines.av_source import AvFileSource
 
     out_path = Path(argv[0] if argv else "docs/faces/landmarks68.png")
     images = []
     for name in ("astronaut.png", "grace_hopper_512x512.jpg"):
         with av.open(str(asset_path(name))) as container:
             images.append(next(container.decode(video=0)).to_ndarray(format="rgb24"))
-    with AvFileSource(asset_path("franck.mp4")) as source:
-        for frame in source:
-            if frame.index == 1000:
-                images.append(frame.image)
-                break
     picture = np.concatenate([_panel(img) for img in images], axis=1)
     out_path.parent.mkdir(parents=True, exist_ok=True)
     with av.open(str(out_path), "w", format="image2") as container:
