@@ -107,6 +107,27 @@ class FrameQueue:
             return frame
 
 
+def drain(queue: FrameQueue, on_frame: Callable[[], None]) -> Iterator[Frame]:
+    """Yield the frames a reader thread puts in ``queue`` until it finishes.
+
+    ``on_frame`` runs after each frame and once more when the stream ends, error or not, so the
+    consumer's stats are current whenever control returns to it. An error the reader finished
+    the queue with is raised here, in the consumer's thread.
+    """
+    while True:
+        try:
+            frame = queue.get()
+        except QueueClosed:
+            on_frame()
+            return
+        except BaseException:
+            on_frame()
+            raise
+        if frame is not None:  # a wake-up without a frame
+            on_frame()
+            yield frame
+
+
 def paced(
     frames: Iterable[Frame],
     speed: float = 1.0,

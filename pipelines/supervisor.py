@@ -23,7 +23,7 @@ from pipelines.backoff import BackoffPolicy
 from pipelines.errors import SourceError, SourceGaveUpError
 from pipelines.events import Connecting, Down, Reconnecting, Stalled, StatusEvent, Up
 from pipelines.frame import Frame
-from pipelines.queueing import LIVE_QUEUE_SIZE, FrameQueue, Overflow, QueueClosed
+from pipelines.queueing import LIVE_QUEUE_SIZE, FrameQueue, Overflow, drain
 from pipelines.source import Source, SourceStats
 from pipelines.urls import mask_url
 
@@ -203,19 +203,8 @@ class SupervisedSource(Source):
         return self._iterate()
 
     def _iterate(self) -> Iterator[Frame]:
-        while True:
-            try:
-                frame = self._queue.get()
-            except QueueClosed:
-                self._refresh_stats()
-                return
-            except BaseException:
-                self._refresh_stats()
-                raise
-            if frame is None:
-                continue
+        for frame in drain(self._queue, self._refresh_stats):
             self.stats.frames += 1
-            self._refresh_stats()
             yield frame
 
     def _refresh_stats(self) -> None:

@@ -17,7 +17,7 @@ from pipelines.queueing import (
     LIVE_QUEUE_SIZE,
     FrameQueue,
     Overflow,
-    QueueClosed,
+    drain,
 )
 from pipelines.source import Source, SourceStats
 from pipelines.urls import SourceKind
@@ -103,16 +103,9 @@ class ThreadedSource(Source):
         return self._iterate()
 
     def _iterate(self) -> Iterator[Frame]:
-        while True:
-            try:
-                frame = self._queue.get()
-            except QueueClosed:
-                self._refresh_stats()
-                return
-            if frame is not None:
-                self.stats.frames += 1
-                self._refresh_stats()
-                yield frame
+        for frame in drain(self._queue, self._refresh_stats):
+            self.stats.frames += 1
+            yield frame
 
     def _refresh_stats(self) -> None:
         """Copy the inner source's decode time, skips and decoder into ``stats``."""
