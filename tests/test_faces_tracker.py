@@ -191,3 +191,17 @@ def test_stream_indices_drive_ages_and_summaries() -> None:
     assert (ended[0].summary.first_frame, ended[0].summary.last_frame) == (100, 104)
     with pytest.raises(ValueError, match="not after the previous one"):
         tracker.update(dets(), index=115)
+
+
+def test_summary_counts_every_miss_over_the_tracks_life() -> None:
+    """A recovery does not wipe the misses before it: the summary covers the whole life."""
+    tracker = FaceTracker(min_hits=1, max_lost_frames=10)
+    tracker.update(dets(face(100)))
+    tracker.update(dets())  # miss 1
+    tracker.update(dets())  # miss 2
+    tracker.update(dets(face(100)))  # recovered
+    tracker.update(dets())  # miss 3
+    tracker.coast()  # no detection run: not a miss
+    tracker.update(dets(face(100)))  # recovered
+    (ended,) = tracker.finish()
+    assert (ended.summary.hits, ended.summary.misses) == (3, 3)

@@ -46,7 +46,9 @@ class TrackSummary:
     """What a track was, over its whole life; carried by its ``ENDED`` event.
 
     Frames are stream frame indices (as given to ``update``, or counted), times the ``pts``
-    given to ``update`` (``None`` where the source had none).
+    given to ``update`` (``None`` where the source had none). ``hits`` and ``misses`` are
+    totals over the whole life: detection frames that found the track, and detection frames
+    that did not (``coast`` frames count as neither).
     """
 
     track_id: int
@@ -141,13 +143,15 @@ class Track:
         self.keypoints = np.array(keypoints, np.float32)
         self.hits += 1
         self.consecutive_hits += 1
-        self.misses = 0
         self.score_sum += float(score)
         self.best_score = max(self.best_score, float(score))
         self.last_frame = frame
         self.last_pts = pts
 
     def miss(self) -> None:
+        """A detection frame that did not find this track (``coast`` frames are not misses)."""
+        # ``misses`` is the life total for the summary; the lifecycle needs no consecutive-miss
+        # count, since a lost track's age is measured from ``last_frame`` in stream frames.
         self.misses += 1
         self.consecutive_hits = 0
 
