@@ -205,3 +205,39 @@ def test_summary_counts_every_miss_over_the_tracks_life() -> None:
     tracker.update(dets(face(100)))  # recovered
     (ended,) = tracker.finish()
     assert (ended.summary.hits, ended.summary.misses) == (3, 3)
+
+
+def test_coasting_never_ends_a_confirmed_track_only_a_miss_then_max_age_does() -> None:
+    """ByteTrack semantics: CONFIRMED -> LOST needs a detection frame that misses the face;
+    a LOST track then ends once undetected for more than ``max_lost_frames``, on whatever
+    kind of frame that happens (coast frames count towards its age)."""
+    tracker = FaceTracker(min_hits=1, max_lost_frames=3)
+    tracker.update(dets(face(100)))
+    for _ in range(10):  # far longer than max_lost_frames, but no detector ran
+        coast = tracker.coast()
+        assert coast.events == ()
+        assert coast.faces.states.tolist() == [TrackState.CONFIRMED]
+    missed = tracker.update(dets())  # undetected for 11 frames: lost and past its age
+    assert kinds(missed) == ["lost", "ended"]
+    assert len(tracker) == 0
+
+    tracker = FaceTracker(min_hits=1, max_lost_frames=3)
+    tracker.update(dets(face(100)))  # frame 0
+    assert kinds(tracker.update(dets())) == ["lost"]  # frame 1
+    assert tracker.coast().events == ()  # frame 2
+    assert tracker.coast().events == ()  # frame 3: 3 frames undetected, still allowed
+    ended = tracker.coast()  # frame 4: 4 frames undetected
+    assert kinds(ended) == ["ended"]
+    assert ended.events[0].summary.misses == 1
+
+
+def test_skipped_indices_age_a_lost_track_as_coast_frames_would() -> None:
+    """A lost track past ``max_lost_frames`` is gone even when the frames in between were
+    never given to the tracker: the next detection starts a new id instead of recovering it."""
+    tracker = FaceTracker(min_hits=1, max_lost_frames=3)
+    tracker.update(dets(face(100)), index=0)
+    assert kinds(tracker.update(dets(), index=1)) == ["lost"]
+    step = tracker.update(dets(face(100)), index=10)  # 10 frames undetected
+    assert kinds(step) == ["ended", "confirmed"]
+    assert step.events[0].track_id == 1
+    assert step.faces.track_ids.tolist() == [2]

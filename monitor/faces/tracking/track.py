@@ -4,10 +4,12 @@ Lifecycle (each arrow emits the named ``TrackEvent``):
 
 * TENTATIVE -> CONFIRMED after ``min_hits`` consecutive detections (``CONFIRMED``, id given);
 * TENTATIVE -> dropped at its first miss (no event: it never had an id);
-* CONFIRMED -> LOST on a miss (``LOST``): it coasts on its Kalman prediction;
+* CONFIRMED -> LOST on a miss, i.e. a detection frame that did not find it (``LOST``): it
+  coasts on its Kalman prediction; ``coast`` frames are not misses, and a confirmed track
+  ends only through LOST (or at ``finish()``);
 * LOST -> CONFIRMED when detected again (``RECOVERED``), same id;
-* LOST -> ENDED after ``max_lost_frames`` undetected, or at ``finish()`` (``ENDED``, with
-  its ``TrackSummary``); its state is then deleted.
+* LOST -> ENDED after ``max_lost_frames`` stream frames undetected, or at ``finish()``
+  (``ENDED``, with its ``TrackSummary``); its state is then deleted.
 
 A tentative track has no public id (``-1``): ids are drawn from the counter only at
 confirmation, so the id sequence never has holes left by one-frame false positives.

@@ -13,6 +13,11 @@ Unmatched confident detections scoring at least ``new_track_threshold`` start te
 tracks; low-score detections never do, so logos and textures scoring 0.3-0.65 cannot create
 faces but a real face whose score dips is not lost. Between detection frames, ``coast``
 advances the tracks without counting misses, so detection can run every Nth frame.
+
+Ending follows ByteTrack: only a detection frame that misses a confirmed track makes it LOST,
+and a LOST track ends once it has gone undetected for more than ``max_lost_frames`` stream
+frames. Coasting alone never loses or ends a confirmed track (no detector looked), but it
+does age LOST tracks, and so do frame indices skipped between calls.
 """
 
 from __future__ import annotations
@@ -55,9 +60,10 @@ class FaceTracker:
         match_iou: least IoU, predicted box vs detection, for passes 1 and 3.
         low_match_iou: least IoU for the second pass; stricter, as low scores are less sure.
         min_hits: consecutive detections that confirm a tentative track (1 confirms at once).
-        max_lost_frames: frames a confirmed track may go undetected before it ends, in
-            stream frames (``coast`` frames and skipped indices count), so it means the same
-            whatever the detection interval.
+        max_lost_frames: frames a LOST track may go undetected, counted from its last
+            detection, before it ends; in stream frames (``coast`` frames and skipped indices
+            count), so it means the same whatever the detection interval. A confirmed track
+            becomes LOST only on a detection frame that misses it.
         kalman: the motion model's settings.
 
     Example:
@@ -130,7 +136,8 @@ class FaceTracker:
     def coast(self, pts: float | None = None, index: int | None = None) -> TrackerUpdate:
         """Advances a frame with no detection run on it (detect-every-Nth-frame mode).
 
-        No track counts a miss; confirmed tracks whose coasting has lasted too long end.
+        No track counts a miss, so confirmed tracks stay confirmed however long detection
+        pauses; LOST tracks undetected for more than ``max_lost_frames`` end here (``ENDED``).
         """
         self._advance(index)
         for t in self._tracks:
@@ -154,7 +161,9 @@ class FaceTracker:
         frame = self._frame
         for t in self._tracks:
             t.predict()
-        events: list[TrackEvent] = []
+        # Lost tracks past their age end before matching, as they would have on the frames
+        # in between had those been given (coasted), so skipped indices cannot revive them.
+        events = self._expire(pts)
         scores = detections.scores
         high = np.flatnonzero(scores >= self.high_threshold)
         low = np.flatnonzero((scores >= self.low_threshold) & (scores < self.high_threshold))
@@ -247,7 +256,8 @@ class FaceTracker:
         return TrackEvent(TrackEventKind.ENDED, t.track_id, self._frame, pts, t.summary())
 
     def _expire(self, pts: float | None) -> list[TrackEvent]:
-        """Ends lost tracks that have coasted longer than ``max_lost_frames``."""
+        """Ends LOST tracks undetected for more than ``max_lost_frames``; confirmed tracks
+        never end here (they must first be missed on a detection frame and become LOST)."""
         events: list[TrackEvent] = []
         kept: list[Track] = []
         for t in self._tracks:
