@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from monitor.faces.boxes import box_iou
 from monitor.faces.detections import FaceDetections
 from monitor.faces.tracking import (
     FaceTracker,
@@ -121,16 +122,27 @@ def test_low_score_detections_alone_create_no_tracks() -> None:
 
 
 def test_two_faces_crossing_paths_keep_their_ids() -> None:
+    """Two faces walk through each other: for 8 frames their boxes overlap, and around the
+    crossing each detection overlaps the other face's last box more than its own. Matching
+    on the Kalman-predicted boxes keeps the ids (matching on last boxes swaps them at frame
+    15, checked when this test was written); order of detections must not matter either."""
     tracker = FaceTracker(min_hits=1)
-    ids_at_start = None
-    for i in range(20):
-        a, b = face(100 + 15 * i, y=50), face(400 - 15 * i, y=250)
-        step = tracker.update(dets(a, b) if i % 2 else dets(b, a))  # order must not matter
-        ys = step.faces.xyxy[:, 1].round().tolist()
-        by_y = dict(zip(ys, step.faces.track_ids.tolist(), strict=True))
-        ids_at_start = ids_at_start or by_y
-        assert by_y == ids_at_start
-    assert sorted(ids_at_start.values()) == [1, 2]
+    ids: dict[str, int] = {}
+    overlapping = 0
+    for i in range(30):
+        a, b = face(100 + 10 * i, y=100), face(390 - 10 * i, y=108)
+        overlapping += bool(box_iou(np.array([a[:4]]), np.array([b[:4]]))[0, 0] > 0)
+        rows = {"a": 0, "b": 1} if i % 2 else {"a": 1, "b": 0}
+        step = tracker.update(dets(a, b) if i % 2 else dets(b, a))
+        assert len(step.faces) == 2
+        row_to_id = dict(
+            zip(step.faces.detection_index.tolist(), step.faces.track_ids.tolist(), strict=True)
+        )
+        now = {name: row_to_id[row] for name, row in rows.items()}
+        ids = ids or now
+        assert now == ids, f"ids swapped at frame {i}"
+    assert overlapping == 8  # the paths genuinely cross
+    assert sorted(ids.values()) == [1, 2]
 
 
 def test_finish_ends_confirmed_tracks_and_reset_restarts_ids() -> None:
