@@ -1,7 +1,9 @@
-"""DSL-FIQA parity with the official code, on the shared fixture's regenerated weights.
+"""DSL-FIQA parity with the official code, on the in-repository fixture's regenerated weights.
 
 Tolerances are the fixture README's (section 5): de_fea/de_mlp abs 1e-5; scores abs 2e-5;
-intermediates abs <= 1e-4 * max|reference|; crop offsets and landmark vectors exact.
+intermediates abs <= 1e-4 * max|reference|; crop offsets and landmark vectors exact. The
+large intermediates are compared on a fixed subset of their elements plus their max |x|,
+mean and mean |x| (tests/support/make_dslfiqa_fixture.py).
 """
 
 from __future__ import annotations
@@ -14,7 +16,12 @@ import torch
 
 from engines import CheckpointError, DslFiqa, load_dslfiqa
 from engines.dslfiqa.preprocess import crop_images, landmark_vectors, normalize_image
-from tests.support.dslfiqa_fixture import load_fixture, read_manifest, regenerate_weights
+from tests.support.dslfiqa_fixture import (
+    intermediate_deviation,
+    load_fixture,
+    read_manifest,
+    regenerate_weights,
+)
 
 DE_TOL = 1e-5
 SCORE_TOL = 2e-5
@@ -180,9 +187,9 @@ INTERMEDIATES = [
 @pytest.mark.parametrize("name", INTERMEDIATES)
 def test_module_intermediates(fix: dict[str, Any], module_run: dict[str, Any], name: str) -> None:
     ref = fix["module"]["intermediates"][name]
-    got = module_run[name][: ref.shape[0]]  # some are stored for sample 0 only
-    tol = INTERMEDIATE_REL_TOL * ref.abs().max().item()
-    dev = _max_abs(got, ref)
+    got = module_run[name][: ref["shape"][0]]  # some are stored for sample 0 only
+    dev, scale = intermediate_deviation(got, ref)
+    tol = INTERMEDIATE_REL_TOL * scale
     assert dev <= tol, f"{name}: max abs {dev:.3g} > {tol:.3g}"
 
 

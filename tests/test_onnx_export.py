@@ -1,7 +1,7 @@
 """ONNX export of DSL-FIQA and the ONNX Runtime engine: checker, interface, parity.
 
 Tolerances (max abs on float32 scores in [0,1], CPU): ONNX Runtime vs PyTorch 1e-4 for
-the tiny model (observed 0) and against the shared fixture's official scores 2e-5 (the
+the tiny model (observed 0) and against the in-repository fixture's official scores 2e-5 (the
 parity suite's SCORE_TOL; observed 3.6e-7). The official-size test is ``slow``: about 55 s
 on 2 CPU cores (weights 10 s, export + checker 38 s for a 924 MB file, 3 crops 14 s) and
 about 7 GB of memory.
