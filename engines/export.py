@@ -30,6 +30,7 @@ import onnx
 import torch
 
 from engines.dslfiqa.model import DslFiqa
+from engines.dslfiqa.model import crop_size_of as _iqa_crop_size
 from engines.dslfiqa.preprocess import NUM_LANDMARK
 from engines.runtimes import INPUT_NAMES, OUTPUT_NAMES
 
@@ -57,7 +58,7 @@ class ExportError(RuntimeError):
 
 def crop_size_of(model: DslFiqa) -> int:
     """Side of the square crops ``model`` takes: token grid x ViT patch size."""
-    return model.iqa.grid * model.iqa.vit.patch_embed.proj.kernel_size[0]
+    return _iqa_crop_size(model.iqa)
 
 
 def example_inputs(

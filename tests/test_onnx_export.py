@@ -47,7 +47,7 @@ def one_thread() -> Iterator[None]:
 @pytest.fixture(scope="module")
 def tiny_model() -> DslFiqa:
     torch.manual_seed(0)
-    model = DslFiqa(TINY.build_de(), TINY.build_iqa()).eval()
+    model = DslFiqa(TINY.build_de(), TINY.build_iqa(), config=TINY).eval()
     with torch.no_grad():
         # At init the final ReLU of fc_score clips every token score to 0; a positive bias
         # makes the scores non-zero and input-dependent, so that parity means something.

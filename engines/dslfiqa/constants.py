@@ -22,3 +22,18 @@ MINMAX_EPS = 1e-6
 
 CropMode = Literal["official", "fixed5", "center"]
 CROP_MODES: tuple[str, ...] = ("official", "fixed5", "center")
+
+# Official architecture numbers the torch-free model config needs (engines.dslfiqa.config);
+# the network modules import them from here.
+# (in, out, stride) of the degradation encoder's six conv-BN-LeakyReLU units.
+DE_CONVS: tuple[tuple[int, int, int], ...] = (
+    (3, 64, 1),
+    (64, 64, 1),
+    (64, 128, 2),
+    (128, 128, 1),
+    (128, 256, 2),
+    (256, 256, 1),
+)
+DE_POOL: tuple[int, int] = (8, 12)
+# ViT blocks whose outputs DSL-FIQA concatenates (0-based); later blocks cannot change the score.
+FEATURE_BLOCKS: tuple[int, ...] = (6, 7, 8, 9)

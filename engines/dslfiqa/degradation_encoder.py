@@ -5,19 +5,14 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+# (in, out, stride) of the six conv-BN-LeakyReLU units (checkpoint indices E.0 ... E.17) and
+# the pooled grid: torch-free, in constants.
+from engines.dslfiqa.constants import DE_CONVS as DE_CONVS
+from engines.dslfiqa.constants import DE_POOL as DE_POOL
+
 DE_LEAKY_SLOPE = 0.1
 DE_BN_EPS = 1e-5
-DE_POOL = (8, 12)
 DE_DIM = 256
-# (in, out, stride) of the six conv-BN-LeakyReLU units; checkpoint indices E.0 ... E.17.
-DE_CONVS: tuple[tuple[int, int, int], ...] = (
-    (3, 64, 1),
-    (64, 64, 1),
-    (64, 128, 2),
-    (128, 128, 1),
-    (128, 256, 2),
-    (256, 256, 1),
-)
 
 
 class DegradationEncoder(nn.Module):

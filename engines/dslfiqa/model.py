@@ -13,9 +13,9 @@ import torch
 from torch import nn
 
 from engines.dslfiqa.checkpoint import CheckpointError, CheckpointSource, load_strict
+from engines.dslfiqa.config import ModelConfig
 from engines.dslfiqa.degradation_encoder import DegradationEncoder
 from engines.dslfiqa.preprocess import (
-    CROP_SIZE,
     IMAGE_SIZE,
     NUM_FACE_LANDMARKS,
     NUM_LANDMARK,
@@ -25,6 +25,7 @@ from engines.dslfiqa.preprocess import (
     crop_offsets,
     landmark_vectors,
     normalize_image,
+    resize_face,
 )
 from engines.dslfiqa.quality_net import QualityNet
 from engines.dslfiqa.swin import SwinBlock, relative_position_index, shifted_window_mask
@@ -48,8 +49,17 @@ class FaceScore:
     mode: str
 
 
+def crop_size_of(iqa: QualityNet) -> int:
+    """Side of the square crops a quality network takes: token grid x ViT patch size."""
+    return iqa.grid * iqa.vit.patch_embed.proj.kernel_size[0]
+
+
 class DslFiqa(nn.Module):
     """Degradation encoder + quality network.
+
+    ``config`` gives the sizes the crops are cut with (official: a 512 face, 384 crops); a
+    smaller variant's ``score_face`` first resizes the aligned 512 face to its
+    ``image_size``, as its training did.
 
     Example:
         >>> model = load_dslfiqa("ckpt/DE.pt", "ckpt/IQA.pt")  # doctest: +SKIP
@@ -57,11 +67,33 @@ class DslFiqa(nn.Module):
         0.61
     """
 
-    def __init__(self, de: DegradationEncoder, iqa: QualityNet, max_batch: int = DEFAULT_MAX_BATCH):
+    def __init__(
+        self,
+        de: DegradationEncoder,
+        iqa: QualityNet,
+        max_batch: int = DEFAULT_MAX_BATCH,
+        config: ModelConfig | None = None,
+    ):
         super().__init__()
         self.de = de
         self.iqa = iqa
         self.max_batch = max_batch
+        self.config = ModelConfig.official() if config is None else config
+        if crop_size_of(iqa) != self.config.crop_size:
+            raise ValueError(
+                f"the quality network takes {crop_size_of(iqa)}-pixel crops but config "
+                f"{self.config.name!r} says {self.config.crop_size}; pass the ModelConfig "
+                "it was built with (config=...)"
+            )
+
+    @property
+    def crop_size(self) -> int:
+        return self.config.crop_size
+
+    @property
+    def image_size(self) -> int:
+        """Side of the face the crops are cut from (512 official; the input is resized)."""
+        return self.config.image_size
 
     @property
     def device(self) -> torch.device:
@@ -77,13 +109,15 @@ class DslFiqa(nn.Module):
         """Score already-prepared crops in one forward; returns float32 scores [B] on CPU.
 
         Args:
-            crops: [B,3,384,384] float32, RGB normalised to [-1,1] (DSL_FIQA.md 2.2-2.3).
+            crops: [B,3,S,S] float32, RGB normalised to [-1,1] (DSL_FIQA.md 2.2-2.3);
+                S = ``crop_size`` (384 official).
             landmark_vectors: [B,500] float32 landmark index vectors (DSL_FIQA.md 2.4).
         """
         x = torch.as_tensor(crops, dtype=torch.float32)
         lm = torch.as_tensor(landmark_vectors, dtype=torch.float32)
-        if x.ndim != 4 or tuple(x.shape[1:]) != (3, CROP_SIZE, CROP_SIZE):
-            raise ValueError(f"crops must be [B,3,{CROP_SIZE},{CROP_SIZE}], got {tuple(x.shape)}")
+        c = self.crop_size
+        if x.ndim != 4 or tuple(x.shape[1:]) != (3, c, c):
+            raise ValueError(f"crops must be [B,3,{c},{c}], got {tuple(x.shape)}")
         if lm.shape != (x.shape[0], NUM_LANDMARK):
             raise ValueError(
                 f"landmark_vectors must be [{x.shape[0]},{NUM_LANDMARK}], got {tuple(lm.shape)}"
@@ -101,7 +135,8 @@ class DslFiqa(nn.Module):
         """Score one aligned face with the official test protocol (or a cheaper crop mode).
 
         Args:
-            image512: aligned face, uint8 RGB [512,512,3].
+            image512: aligned face, uint8 RGB [512,512,3] (resized to ``image_size`` first
+                when the variant is smaller, landmarks with it).
             landmarks68: [68,2] (x, y) pixels in ``image512``.
             mode: ``official`` (20 random crops, numpy legacy RNG), ``fixed5`` (corners +
                 centre) or ``center`` (one crop).
@@ -115,9 +150,11 @@ class DslFiqa(nn.Module):
         pts = np.asarray(landmarks68)
         if pts.shape != (NUM_FACE_LANDMARKS, 2):
             raise ValueError(f"expected landmarks [68,2] (x, y), got shape {pts.shape}")
-        offsets = crop_offsets(mode, seed)
-        crops = crop_images(normalize_image(image512), offsets)
-        vectors = landmark_vectors(pts, offsets)
+        image, pts = resize_face(image512, pts, self.image_size)
+        c = self.crop_size
+        offsets = crop_offsets(mode, seed, image_size=self.image_size, crop_size=c)
+        crops = crop_images(normalize_image(image), offsets, c)
+        vectors = landmark_vectors(pts, offsets, c)
         scores = torch.cat(
             [
                 self.score_crops(crops[i : i + self.max_batch], vectors[i : i + self.max_batch])
@@ -171,4 +208,4 @@ def load_dslfiqa(
     load_strict(de_net, de, "DE")
     load_strict(iqa_net, iqa, "IQA")
     check_structural_buffers(iqa_net)
-    return DslFiqa(de_net, iqa_net, max_batch).to(device).eval()
+    return DslFiqa(de_net, iqa_net, max_batch, ModelConfig.official()).to(device).eval()

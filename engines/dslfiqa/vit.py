@@ -11,6 +11,9 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+# Blocks whose outputs DSL-FIQA concatenates (0-based); torch-free, in constants.
+from engines.dslfiqa.constants import FEATURE_BLOCKS as FEATURE_BLOCKS
+
 VIT_EMBED_DIM = 768
 VIT_DEPTH = 12
 VIT_HEADS = 12
@@ -18,8 +21,6 @@ VIT_MLP_RATIO = 4
 VIT_PATCH = 16
 VIT_IMG_SIZE = 384
 VIT_LN_EPS = 1e-6
-# Blocks whose outputs DSL-FIQA concatenates (0-based); later blocks cannot change the score.
-FEATURE_BLOCKS: tuple[int, ...] = (6, 7, 8, 9)
 
 
 class PatchEmbed(nn.Module):

@@ -25,12 +25,12 @@ from engines.dslfiqa.checkpoint import (
     load_strict,
     read_state_dict,
 )
+from engines.dslfiqa.config import MODEL_CONFIG_NAME as MODEL_CONFIG_NAME
 from engines.dslfiqa.degradation_encoder import DegradationEncoder
 from engines.dslfiqa.model import DslFiqa, check_structural_buffers
 from engines.dslfiqa.quality_net import QualityNet
 from engines.dslfiqa.training.config import ModelConfig
 
-MODEL_CONFIG_NAME = "model_config.json"
 LAST_NAME = "last.pt"
 
 
@@ -121,4 +121,4 @@ def load_trained(
     device: str | torch.device = "cpu",
 ) -> DslFiqa:
     """Like :func:`load_dslfiqa` for any :class:`ModelConfig` (tiny ones included)."""
-    return DslFiqa(load_de(de, config), load_iqa(iqa, config)).to(device).eval()
+    return DslFiqa(load_de(de, config), load_iqa(iqa, config), config=config).to(device).eval()

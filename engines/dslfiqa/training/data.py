@@ -14,10 +14,10 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from engines.dataset import LABEL_FILE
 from engines.dslfiqa.constants import MINMAX_EPS, NORM_MEAN, NORM_STD, NUM_LANDMARK
+from engines.dslfiqa.preprocess import resize_face as resize_face
 from engines.dslfiqa.training.config import FlipMode
 
 
@@ -29,20 +29,6 @@ def find_split(data: str | Path, split: str) -> Path | None:
     if split == "train" and (root / LABEL_FILE).is_file():
         return root
     return None
-
-
-def resize_face(
-    image: np.ndarray, landmarks: np.ndarray, size: int
-) -> tuple[np.ndarray, np.ndarray]:
-    """Area-resize a square face to ``size`` and scale its landmarks (tiny configs only)."""
-    h, w = image.shape[:2]
-    if (h, w) == (size, size):
-        return image, landmarks
-    t = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)[None].float()
-    t = F.interpolate(t, size=(size, size), mode="area")
-    out = t[0].permute(1, 2, 0).round().clamp(0, 255).to(torch.uint8).numpy()
-    scale = np.array([size / w, size / h])
-    return out, np.asarray(landmarks, dtype=np.float64) * scale
 
 
 def train_landmark_vector(
