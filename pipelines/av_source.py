@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections import deque
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 
@@ -22,6 +23,50 @@ DEFAULT_READ_TIMEOUT_S = 10.0
 #: A file that ends this many pictures (and 1 %) short of its index is called truncated; a
 #: picture or two may legitimately go missing to edit lists and decoder delay.
 TRUNCATION_SLACK_FRAMES = 2
+#: Corrupt-packet policy. A packet the decoder rejects (one of ``CORRUPT_PACKET_ERRORS``) is
+#: skipped and counted in ``stats.corrupt_packets``, as the ffmpeg CLI and GStreamer do: one
+#: damaged packet is not an outage. The source gives up with ``SourceDecodeError`` only when
+#: more than ``MAX_CORRUPT_FRACTION`` of the last ``CORRUPT_WINDOW_PACKETS`` packets were
+#: rejected (126 of 250, about 5 s at 25 fps): that is garbage, not damage.
+CORRUPT_WINDOW_PACKETS = 250
+MAX_CORRUPT_FRACTION = 0.5
+#: Per-packet errors from the decoder that mean "this packet is damaged" (FFmpeg's
+#: AVERROR_INVALIDDATA). Anything else (no memory, a broken device) still ends the read.
+CORRUPT_PACKET_ERRORS: tuple[type[Exception], ...] = (av.error.InvalidDataError,)
+
+
+class CorruptionWindow:
+    """Counts the rejected packets among the last ``window`` and says when too many were.
+
+    Args:
+        window: how many of the most recent packets are considered.
+        max_fraction: the share of them that may be corrupt before the source gives up.
+
+    Example:
+        >>> w = CorruptionWindow(4, 0.5)
+        >>> [w.record(c) for c in (True, True, False, True)]
+        [False, False, False, True]
+    """
+
+    def __init__(
+        self, window: int = CORRUPT_WINDOW_PACKETS, max_fraction: float = MAX_CORRUPT_FRACTION
+    ) -> None:
+        if window < 1 or not 0 <= max_fraction < 1:
+            raise ValueError(
+                f"need window >= 1 and 0 <= max_fraction < 1, got {window}, {max_fraction}"
+            )
+        self.window = window
+        self.limit = int(window * max_fraction)
+        self._recent: deque[bool] = deque(maxlen=window)
+        self.corrupt = 0  # rejected packets among the last ``window``
+
+    def record(self, corrupt: bool) -> bool:
+        """Note one packet; return True when more than the allowed share was corrupt."""
+        if len(self._recent) == self.window:
+            self.corrupt -= self._recent[0]
+        self._recent.append(corrupt)
+        self.corrupt += corrupt
+        return self.corrupt > self.limit
 
 
 class AvSource(Source):
@@ -34,6 +79,11 @@ class AvSource(Source):
     Network sources get ``timeout=(open, read)`` so a dead camera raises instead of hanging,
     and a live stream that still sends packets but no picture for ``read_timeout_s`` raises
     ``SourceTimeoutError`` too. This class reads once; ``SupervisedSource`` reconnects.
+
+    A packet the decoder rejects as corrupt is skipped and counted in
+    ``stats.corrupt_packets`` (the next keyframe repairs the picture, as in the ffmpeg CLI);
+    only more than ``MAX_CORRUPT_FRACTION`` of the last ``CORRUPT_WINDOW_PACKETS`` packets
+    corrupt raises ``SourceDecodeError``.
 
     Args:
         location: a path, ``file://``, ``rtsp://``, ``http(s)://`` (HLS too) URL or
@@ -97,6 +147,10 @@ class AvSource(Source):
         self._container: av.container.InputContainer | None = None
         # Pixel formats of the chosen device's pictures; empty when decoding in software.
         self._hw_formats: set[str] = set()
+        # Video packets demuxed (the end-of-stream flush packet not included), and the
+        # latest pts among them: together they tell a truncated file from a damaged one.
+        self._packets = 0
+        self._last_pts: int | None = None
 
     @property
     def display_name(self) -> str:
@@ -240,24 +294,58 @@ class AvSource(Source):
 
         FFmpeg reads a truncated MP4 whose index comes first (``+faststart``) without an
         error and simply stops early; silently short files would skew every statistic.
+        Damage is not truncation: a damaged file's packets reach the end of its stream,
+        though the decoder makes fewer pictures of them (corrupt ones are skipped, see
+        ``CORRUPT_WINDOW_PACKETS``) and a damaged AVI chunk may lose a packet or two.
         """
         declared = stream.frames
         decoded = self.stats.frames + self.stats.skipped
-        missing = declared - decoded
-        if self.kind is SourceKind.FILE and missing > max(TRUNCATION_SLACK_FRAMES, declared // 100):
-            raise SourceDecodeError(
-                f"{self.display_name}: truncated, its index lists {declared} pictures but "
-                f"only {decoded} could be decoded; re-copy or re-encode the file"
-            )
+        missing = declared - max(decoded, self._packets)
+        slack = max(TRUNCATION_SLACK_FRAMES, declared // 100)
+        if self.kind is not SourceKind.FILE or missing <= slack:
+            return
+        if stream.duration and stream.average_rate and self._last_pts is not None:
+            end = (stream.start_time or 0) + stream.duration
+            short_frames = float((end - self._last_pts) * stream.time_base * stream.average_rate)
+            if short_frames <= slack + 1:  # the last packet's own duration
+                return
+        raise SourceDecodeError(
+            f"{self.display_name}: truncated (or damaged near its end), its index lists "
+            f"{declared} pictures but only {decoded} could be decoded; re-copy or re-encode "
+            "the file"
+        )
 
     def _pictures(
         self, container: av.container.InputContainer, stream: av.video.stream.VideoStream
     ) -> Iterator[av.VideoFrame]:
-        """Decoded pictures, with FFmpeg's errors turned into ours (path or masked URL)."""
+        """Decoded pictures, with FFmpeg's errors turned into ours (path or masked URL).
+
+        Corrupt packets are skipped and counted (see ``CORRUPT_WINDOW_PACKETS``).
+        """
         name = self.display_name
+        window = CorruptionWindow()
         try:
             for packet in container.demux(stream):
-                yield from stream.decode(packet)  # the flush packet at the end drains threads
+                if packet.size:
+                    self._packets += 1
+                    if packet.pts is not None:
+                        self._last_pts = max(packet.pts, self._last_pts or packet.pts)
+                try:
+                    # The flush packet at the end drains the decoder threads.
+                    pictures = stream.decode(packet)
+                except CORRUPT_PACKET_ERRORS as exc:
+                    self.stats.corrupt_packets += 1
+                    if window.record(True):
+                        raise SourceDecodeError(
+                            f"{name}: {window.corrupt} of the last {window.window} packets "
+                            f"could not be decoded, after "
+                            f"{self.stats.frames + self.stats.skipped} pictures "
+                            f"({mask_url(str(exc))}); the media is corrupt or not what its "
+                            "container says, re-copy or re-encode it"
+                        ) from exc
+                    continue
+                window.record(False)
+                yield from pictures
         except (av.error.ExitError, av.error.TimeoutError) as exc:
             raise SourceTimeoutError(
                 f"{name}: no data for {self.read_timeout_s:g} s (read timeout) ({exc})"

@@ -21,6 +21,9 @@ class SourceStats:
         skipped: decoded pictures dropped by ``max_fps`` decimation before RGB conversion.
         dropped: frames discarded because the consumer lagged (live queues drop the oldest).
         reconnects: times a supervised source reconnected.
+        corrupt_packets: packets the decoder rejected and that were skipped (PyAV; see
+            ``av_source.CORRUPT_WINDOW_PACKETS`` for when it gives up). GStreamer's parsers
+            drop damaged H.264 silently, so ``GstSource`` leaves it at 0.
         decode_seconds: wall time spent demuxing, decoding and converting.
         decoder: the decoder that ran, e.g. ``"h264"`` (PyAV's codec) or ``"avdec_h264"``
             (GStreamer's element); empty until the source has opened.
@@ -33,6 +36,7 @@ class SourceStats:
     skipped: int = 0
     dropped: int = 0
     reconnects: int = 0
+    corrupt_packets: int = 0
     decode_seconds: float = 0.0
     decoder: str = ""
     hwaccel: str | None = None

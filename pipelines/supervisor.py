@@ -174,6 +174,7 @@ class SupervisedSource(Source):
         self._stats_lock = threading.Lock()
         self._retired_decode_s = 0.0
         self._retired_skipped = 0
+        self._retired_corrupt = 0
 
     def open(self) -> None:
         """Start connecting in the background; frames (and events) follow."""
@@ -211,18 +212,22 @@ class SupervisedSource(Source):
         """Fold the inner sources' counters (every reconnect's) into ``stats``.
 
         ``frames`` counts frames yielded here; ``dropped`` the ones the queue discarded;
-        ``decode_seconds`` and ``skipped`` are summed over all inner sources, so that
-        ``decode_seconds / (frames + dropped)`` is the cost of a frame across reconnects.
+        ``decode_seconds``, ``skipped`` and ``corrupt_packets`` are summed over all inner
+        sources, so that ``decode_seconds / (frames + dropped)`` is the cost of a frame
+        across reconnects.
         ``decoder``, ``hwaccel`` and ``hwaccel_note`` are the latest inner source's.
         """
         stats = self.stats
         with self._stats_lock:
             readers = list(self._readers)
             decode_s, skipped = self._retired_decode_s, self._retired_skipped
+            corrupt = self._retired_corrupt
         for reader in readers:
             decode_s += reader.source.stats.decode_seconds
             skipped += reader.source.stats.skipped
+            corrupt += reader.source.stats.corrupt_packets
         stats.decode_seconds, stats.skipped = decode_s, skipped
+        stats.corrupt_packets = corrupt
         stats.dropped = self._queue.dropped
         if readers:
             inner = readers[-1].source.stats
@@ -265,6 +270,7 @@ class SupervisedSource(Source):
                     if not ended.is_alive():
                         self._retired_decode_s += ended.source.stats.decode_seconds
                         self._retired_skipped += ended.source.stats.skipped
+                        self._retired_corrupt += ended.source.stats.corrupt_packets
                 self._readers = [r for r in self._readers if r.is_alive()] + [reader]
             reader.start()
             reason = self._watch(reader, attempt)

@@ -108,10 +108,11 @@ class ThreadedSource(Source):
             yield frame
 
     def _refresh_stats(self) -> None:
-        """Copy the inner source's decode time, skips and decoder into ``stats``."""
+        """Copy the inner source's decode time, skips, corrupt packets and decoder."""
         inner, stats = self.inner.stats, self.stats
         stats.dropped = self._queue.dropped
         stats.skipped, stats.decode_seconds = inner.skipped, inner.decode_seconds
+        stats.corrupt_packets = inner.corrupt_packets
         stats.decoder, stats.hwaccel, stats.hwaccel_note = (
             inner.decoder,
             inner.hwaccel,
