@@ -3,16 +3,16 @@
 The full fixture (``dslfiqa_parity.pt``, 32 MB, described by its README) is not part of the
 repository. This script writes what the tests need into ``tests/fixtures/``:
 
-* ``dslfiqa_parity_trimmed.pt`` (about 1.5 MB): the weight rule rows, the per-tensor sha256,
+* ``dslfiqa_parity_trimmed.pt`` (about 1.2 MB): the weight rule rows, the per-tensor sha256,
   the structural buffers, the module-level and pipeline-level inputs and outputs, and every
   intermediate. Intermediates with more than :data:`FULL_LIMIT` elements are summarised: a
   fixed random subset of :data:`SAMPLES` elements (flat indices + values) plus the tensor's
   max |x|, mean and mean |x|. Each of those three is within max |got - ref| of the
   reference, so the intermediate-parity tests keep the same relative tolerance on them.
-* ``dslfiqa_module_image`` is not stored: it is regenerated from its documented recipe
+* the module case's input image is not stored: it is regenerated from its documented recipe
   (``torch.rand`` seeded with ``meta.module_seed``) and checked against a stored sha256.
-* ``dslfiqa_pipeline_face.png``: the pipeline case's 512x512 uint8 RGB image, lossless (its
-  sha256 is stored too).
+* ``dslfiqa_pipeline_face.png`` (0.5 MB): the pipeline case's 512x512 uint8 RGB image,
+  lossless (its sha256 is stored too).
 * ``dslfiqa_state_dict_manifest.tsv``: copied unchanged.
 
 Usage (from the repository root)::
