@@ -2,7 +2,9 @@
 
 The graph is ``DslFiqa.forward``: ``crops`` [batch,3,S,S] float32 (RGB in [-1,1]) and
 ``landmarks`` [batch,500] float32 (landmark index vectors) -> ``scores`` [batch] float32,
-with S = 384 for the official model (the tiny test config uses 64).
+with S the variant's ``crop_size`` (384 for ``dslfiqa``). The file's metadata records the
+model config and variant name (:data:`META_VARIANT`, :data:`META_CONFIG`), so a runtime
+knows the input contract (face size, crop size, normalisation) of the graph it runs.
 
 Exporter: the TorchScript-based one (``torch.onnx.export(..., dynamo=False)``). The
 torch.export-based ("dynamo") exporter needs the ``onnxscript`` package, which is not a
@@ -32,10 +34,13 @@ import torch
 from engines.dslfiqa.model import DslFiqa
 from engines.dslfiqa.model import crop_size_of as _iqa_crop_size
 from engines.dslfiqa.preprocess import NUM_LANDMARK
-from engines.runtimes import INPUT_NAMES, OUTPUT_NAMES
+from engines.dslfiqa.variants import variant_for_config
+from engines.runtimes import INPUT_NAMES, META_CONFIG, META_VARIANT, OUTPUT_NAMES
 
 __all__ = [
     "INPUT_NAMES",
+    "META_CONFIG",
+    "META_VARIANT",
     "OUTPUT_NAMES",
     "ExportError",
     "check_onnx",
@@ -119,8 +124,19 @@ def export_onnx(
             )
     finally:
         model.train(was_training)
+    _write_metadata(path, model)
     check_onnx(path, crop_size_of(model), dynamic_batch)
     return path
+
+
+def _write_metadata(path: Path, model: DslFiqa) -> None:
+    """Record the variant and its model config in the file (``metadata_props``)."""
+    proto = onnx.load(str(path))
+    props = {p.key: p.value for p in proto.metadata_props}
+    props[META_VARIANT] = variant_for_config(model.config).name
+    props[META_CONFIG] = model.config.to_json()
+    onnx.helper.set_model_props(proto, props)
+    onnx.save(proto, str(path))
 
 
 def _dims(value: onnx.ValueInfoProto) -> list[int | str]:

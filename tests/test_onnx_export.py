@@ -116,6 +116,16 @@ def test_engine_reads_size_from_the_file_and_checks_shapes(tiny_onnx: Path) -> N
         engine.score_crops(np.zeros((2, 3, 64, 64), np.float32), np.zeros((1, 500), np.float32))
 
 
+def test_engine_reads_the_variant_recorded_at_export(tiny_onnx: Path) -> None:
+    engine = OrtQualityEngine(tiny_onnx, warmup=False)
+    assert engine.variant is not None
+    assert engine.variant.name == "dslfiqa-tiny"
+    assert (engine.variant.image_size, engine.variant.crop_size) == (96, 64)
+    assert OrtQualityEngine(tiny_onnx, warmup=False, variant="dslfiqa-tiny").variant is not None
+    with pytest.raises(ValueError, match="exported from variant 'dslfiqa-tiny', not 'dslfiqa'"):
+        OrtQualityEngine(tiny_onnx, warmup=False, variant="dslfiqa")
+
+
 def test_engine_rejects_unavailable_provider(tiny_onnx: Path) -> None:
     with pytest.raises(ValueError, match="not in this onnxruntime build"):
         OrtQualityEngine(tiny_onnx, providers=["NoSuchExecutionProvider"])

@@ -7,3 +7,6 @@ so that a runtime does not import torch.
 
 INPUT_NAMES: tuple[str, str] = ("crops", "landmarks")
 OUTPUT_NAMES: tuple[str] = ("scores",)
+# ONNX metadata keys written by export_onnx: the variant name and its ModelConfig as JSON.
+META_VARIANT = "fqm.variant"
+META_CONFIG = "fqm.model_config"

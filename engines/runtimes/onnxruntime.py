@@ -8,6 +8,7 @@ Example:
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -15,7 +16,9 @@ from typing import Any
 import numpy as np
 import onnxruntime as ort
 
-from engines.runtimes import INPUT_NAMES, OUTPUT_NAMES
+from engines.dslfiqa.config import ModelConfig
+from engines.dslfiqa.variants import ModelVariant, get_variant, variant_for_config
+from engines.runtimes import INPUT_NAMES, META_CONFIG, OUTPUT_NAMES
 
 DEFAULT_PROVIDERS: tuple[str, ...] = ("CPUExecutionProvider",)
 
@@ -32,6 +35,9 @@ class OrtQualityEngine:
             this onnxruntime build (ONNX Runtime itself would silently fall back to CPU).
         intra_op_threads: CPU threads per operator; ``None`` lets ONNX Runtime decide.
         warmup: run the warm-up inference.
+        variant: the variant the file must be (name or object); ``None`` = the one recorded
+            in the file by ``export_onnx``. ``self.variant`` is the input contract (face
+            size, crop size, normalisation); None for a file without fqm metadata.
     """
 
     def __init__(
@@ -40,6 +46,7 @@ class OrtQualityEngine:
         providers: Sequence[str] = DEFAULT_PROVIDERS,
         intra_op_threads: int | None = None,
         warmup: bool = True,
+        variant: str | ModelVariant | None = None,
     ):
         self.path = Path(path)
         if not self.path.is_file():
@@ -70,12 +77,32 @@ class OrtQualityEngine:
         self.num_landmarks: int = int(inputs["landmarks"][1])
         # An int when the file was exported with a fixed batch, else the axis name.
         self.fixed_batch: int | None = crops_shape[0] if isinstance(crops_shape[0], int) else None
+        self.variant = self._variant(variant)
         if warmup:
             b = self.fixed_batch or 1
             self.score_crops(
                 np.zeros((b, 3, self.crop_size, self.crop_size), np.float32),
                 np.zeros((b, self.num_landmarks), np.float32),
             )
+
+    def _variant(self, requested: str | ModelVariant | None) -> ModelVariant | None:
+        meta = self.session.get_modelmeta().custom_metadata_map
+        recorded = (
+            variant_for_config(ModelConfig.from_dict(json.loads(meta[META_CONFIG])))
+            if META_CONFIG in meta
+            else None
+        )
+        chosen = get_variant(requested) if requested is not None else recorded
+        if requested is not None and recorded is not None and recorded.config != chosen.config:
+            raise ValueError(
+                f"{self.path} was exported from variant {recorded.name!r}, not {chosen.name!r}"
+            )
+        if chosen is not None and chosen.crop_size != self.crop_size:
+            raise ValueError(
+                f"{self.path} takes {self.crop_size}-pixel crops, but variant {chosen.name!r} "
+                f"has crop_size {chosen.crop_size}"
+            )
+        return chosen
 
     @property
     def providers(self) -> list[str]:
@@ -87,7 +114,7 @@ class OrtQualityEngine:
 
         Args:
             crops: [B,3,S,S] float32 (numpy, or anything ``np.asarray`` takes, e.g. a CPU
-                tensor), RGB normalised to [-1,1]; S = ``crop_size`` (384 official).
+                tensor), RGB normalised to [-1,1]; S = ``crop_size`` (the variant's).
             landmark_vectors: [B,500] float32 landmark index vectors.
         """
         x = np.ascontiguousarray(crops, dtype=np.float32)
