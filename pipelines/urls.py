@@ -10,27 +10,41 @@ from urllib.parse import urlsplit
 #: What replaces a password (and a secret in a query string) wherever a URL is printed.
 MASK = "***"
 
-# user:password@ in any scheme://authority; the password may hold anything but '@' or '/'.
-_USERINFO = re.compile(r"(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*://)(?P<user>[^:@/\s]*):[^@/\s]*@")
-# ?password=...&token=... style secrets that some cameras and CDNs take in the query.
+_SCHEME = r"[A-Za-z][A-Za-z0-9+.-]*://"
+# user:password@host in any scheme://authority. The password may hold unencoded '/', ' ' and
+# '@' (cameras' web pages accept them), so it runs to the LAST '@' that a host follows; it
+# stops at quotes, brackets, a line end, '?', '#' and the next "scheme://", so that a
+# message quoting several URLs is masked URL by URL.
+_USERINFO = re.compile(
+    rf"(?P<scheme>{_SCHEME})(?P<user>[^:@/?#\s'\"<>]*):"
+    rf"(?:(?!{_SCHEME})[^?#'\"<>\r\n])*@(?=[\w\[])"
+)
+# A token given as the whole user name, with no password: https://TOKEN@host/...
+_TOKEN_USER = re.compile(rf"(?P<scheme>{_SCHEME})[^:@/?#\s'\"<>]+@(?=[\w\[])")
+# ?password=...&api_key=... style secrets that cameras, CDNs and APIs take in the query; the
+# name may carry a prefix (apikey, api_key, x-auth-token, access_token).
 _QUERY_SECRET = re.compile(
-    r"(?P<key>[?&;](?:password|passwd|pass|pwd|token|access_token|key|secret|auth|sig"
-    r"|signature)=)[^&;#\s]*",
+    r"(?P<key>[?&;][\w.-]*?(?:password|passwd|pass|pwd|token|key|secret|auth|sig"
+    r"|signature)=)[^&;#\s'\"]*",
     re.IGNORECASE,
 )
 
 
 def mask_url(text: str) -> str:
-    """Return ``text`` with every URL password (and secret query value) replaced by ``***``.
+    """Return ``text`` with every URL secret replaced by ``***``.
 
-    Works on a bare URL and on any message that contains URLs (FFmpeg and GStreamer errors
-    quote them), so sources pass every log line, exception message and event through it.
+    Masks a password (``rtsp://admin:***@cam/...``, even one with unencoded ``/``, `` `` or
+    ``@``), a token given as the user name (``https://***@host/...``) and secret query values
+    (``?token=***``, ``&api_key=***``). Works on a bare URL and on any message that contains
+    URLs (FFmpeg and GStreamer errors quote them), so sources pass every log line, exception
+    message and event through it. Text without ``scheme://`` is left alone.
 
     Example:
         >>> mask_url("rtsp://admin:hunter2@10.0.0.5:554/stream1")
         'rtsp://admin:***@10.0.0.5:554/stream1'
     """
     masked = _USERINFO.sub(lambda m: f"{m['scheme']}{m['user']}:{MASK}@", text)
+    masked = _TOKEN_USER.sub(lambda m: f"{m['scheme']}{MASK}@", masked)
     return _QUERY_SECRET.sub(lambda m: f"{m['key']}{MASK}", masked)
 
 
@@ -72,7 +86,13 @@ def default_stream_id(location: str | Path) -> str:
         return Path(text.removeprefix("file://")).stem
     if kind is SourceKind.DEVICE:
         return Path(text.removeprefix("v4l2://")).name
-    parts = urlsplit(text)
+    # Split the masked form: a password with an unencoded '/' would otherwise end the
+    # authority early and put the rest of the password into the path.
+    masked = mask_url(text)
+    parts = urlsplit(masked)
     host = parts.hostname or ""
-    port = f":{parts.port}" if parts.port else ""
-    return f"{host}{port}{parts.path}".rstrip("/") or mask_url(text)
+    try:
+        port = f":{parts.port}" if parts.port else ""
+    except ValueError:  # not a number: leave it out
+        port = ""
+    return f"{host}{port}{parts.path}".rstrip("/") or masked

@@ -33,8 +33,34 @@ from pipelines.urls import SourceKind, default_stream_id, mask_url, source_kind
         ),
         ("http://cam/video.cgi?user=a&password=s3cret", "http://cam/video.cgi?user=a&password=***"),
         ("rtsp://cam.local/stream", "rtsp://cam.local/stream"),
-        ("rtsp://user@cam/stream", "rtsp://user@cam/stream"),
+        # A user name alone may be a token (https://TOKEN@host): the whole userinfo goes.
+        ("rtsp://user@cam/stream", "rtsp://***@cam/stream"),
+        ("https://ghp_T0KEN@git.example/x.m3u8", "https://***@git.example/x.m3u8"),
         ("/videos/a:b@c.mp4", "/videos/a:b@c.mp4"),
+        # Unencoded '/', ' ' and '@' in a password: the userinfo ends at the LAST '@'.
+        ("rtsp://admin:p@ss/w rd@10.0.0.5:554/x", "rtsp://admin:***@10.0.0.5:554/x"),
+        (
+            "http://h/a?apikey=S1&api_key=S2&x=1&token=S3;access_token=S4",
+            "http://h/a?apikey=***&api_key=***&x=1&token=***;access_token=***",
+        ),
+        (
+            "Error opening input file rtsp://admin:p@ss/w rd@10.0.0.5:554/x: 401 Unauthorized",
+            "Error opening input file rtsp://admin:***@10.0.0.5:554/x: 401 Unauthorized",
+        ),
+        (
+            "rtsp://a:x@h1/s failed; then https://TOK@h2/l.m3u8?key=k failed",
+            "rtsp://a:***@h1/s failed; then https://***@h2/l.m3u8?key=*** failed",
+        ),
+        # Ordinary text is left alone.
+        (
+            "mail admin@example.com at 10:30 about /a:b@c",
+            "mail admin@example.com at 10:30 about /a:b@c",
+        ),
+        (
+            "see https://example.com/a?b=1&keys=2 and x@y",
+            "see https://example.com/a?b=1&keys=2 and x@y",
+        ),
+        ("rtsp://cam.local:554/stream", "rtsp://cam.local:554/stream"),
         (
             "open failed: 'rtsp://a:x@h1/s' then 'rtsp://b:y@h2/s'",
             "open failed: 'rtsp://a:***@h1/s' then 'rtsp://b:***@h2/s'",
@@ -56,6 +82,8 @@ def test_source_kind_and_id() -> None:
     assert SourceKind.RTSP.is_live
     assert default_stream_id("/a/b/clip.mp4") == "clip"
     assert default_stream_id("rtsp://u:secret@cam1:554/live/") == "cam1:554/live"
+    assert default_stream_id("rtsp://admin:p@ss/w rd@10.0.0.5:554/x") == "10.0.0.5:554/x"
+    assert default_stream_id("https://TOKEN@cdn.example/live.m3u8") == "cdn.example/live.m3u8"
 
 
 def test_output_size_keeps_aspect_and_never_upscales() -> None:
