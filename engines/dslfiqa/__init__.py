@@ -11,10 +11,13 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from engines.dslfiqa.checkpoint import CheckpointError, read_state_dict
+    from engines.dslfiqa.config import ModelConfig
     from engines.dslfiqa.degradation_encoder import DegradationEncoder
     from engines.dslfiqa.model import DslFiqa, FaceScore, load_dslfiqa
     from engines.dslfiqa.preprocess import crop_offsets, landmark_vector, landmark_vectors
     from engines.dslfiqa.quality_net import QualityNet
+    from engines.dslfiqa.random_weights import build_random, random_state_dicts
+    from engines.dslfiqa.variants import ModelVariant, get_variant, list_variants
 
 # Public name -> the submodule that defines it.
 _SOURCES: dict[str, str] = {
@@ -22,11 +25,17 @@ _SOURCES: dict[str, str] = {
     "DegradationEncoder": "degradation_encoder",
     "DslFiqa": "model",
     "FaceScore": "model",
+    "ModelConfig": "config",
+    "ModelVariant": "variants",
     "QualityNet": "quality_net",
+    "build_random": "random_weights",
     "crop_offsets": "preprocess",
+    "get_variant": "variants",
     "landmark_vector": "preprocess",
     "landmark_vectors": "preprocess",
+    "list_variants": "variants",
     "load_dslfiqa": "model",
+    "random_state_dicts": "random_weights",
     "read_state_dict": "checkpoint",
 }
 
@@ -35,11 +44,17 @@ __all__ = [
     "DegradationEncoder",
     "DslFiqa",
     "FaceScore",
+    "ModelConfig",
+    "ModelVariant",
     "QualityNet",
+    "build_random",
     "crop_offsets",
+    "get_variant",
     "landmark_vector",
     "landmark_vectors",
+    "list_variants",
     "load_dslfiqa",
+    "random_state_dicts",
     "read_state_dict",
 ]
 
