@@ -1,7 +1,9 @@
 """Live sources against a real RTSP server on 127.0.0.1: reading, outages, stalls, secrets.
 
 The server (tests/support/rtsp_server.py) runs in a subprocess: killing it is an outage,
-SIGSTOP is a stall (the TCP connection stays open and silent, as with a hung camera).
+SIGSTOP is a stall (the TCP connection stays open and silent, as with a hung camera). It is
+GStreamer's GstRtspServer, so the tests that use it are marked ``gstreamer`` (whatever the
+backend they read with); PyAV tests that need no server (a refused connection) are not.
 """
 
 from __future__ import annotations
@@ -22,9 +24,11 @@ from pipelines.events import Connecting, Down, Reconnecting, Stalled, StatusEven
 from pipelines.gst_source import GstSource
 from pipelines.source import Source
 from pipelines.supervisor import SupervisedSource, SupervisorSettings
-from tests.support.rtsp_server import RtspServer, free_port
+from tests.support.rtsp_server import RtspServer, free_port, unavailable
 
-pytestmark = [pytest.mark.gstreamer, pytest.mark.timeout(120)]
+pytestmark = [pytest.mark.timeout(120)]
+#: For tests that need the RTSP server (GstRtspServer) or the GStreamer backend.
+needs_gst = pytest.mark.gstreamer
 
 #: Generous upper bound for anything to happen on a loaded 2-core machine (never a speed check).
 EVENT_WAIT_S = 30.0
@@ -33,6 +37,8 @@ FAST_BACKOFF = BackoffPolicy(initial_s=0.2, max_s=1.0, jitter=0.2)
 
 @pytest.fixture
 def server() -> Iterator[RtspServer]:
+    if reason := unavailable():
+        pytest.skip(reason)
     srv = RtspServer(asset_path("franck.mp4"))
     srv.start()
     try:
@@ -90,6 +96,7 @@ class Watcher:
             time.sleep(0.05)
 
 
+@needs_gst
 @pytest.mark.parametrize("transport", ["tcp", "udp"])
 @pytest.mark.parametrize("backend", [AvSource, GstSource])
 def test_reads_rtsp(server: RtspServer, backend: type[Source], transport: str) -> None:
@@ -105,6 +112,7 @@ def _settings(**kw: object) -> SupervisorSettings:
     return SupervisorSettings(**(base | kw))
 
 
+@needs_gst
 @pytest.mark.parametrize("backend", [AvSource, pytest.param(GstSource, marks=pytest.mark.slow)])
 def test_outage_is_reported_and_the_stream_resumes(
     server: RtspServer, backend: type[Source]
@@ -138,6 +146,7 @@ def test_outage_is_reported_and_the_stream_resumes(
     assert w.error is None
 
 
+@needs_gst
 def test_stall_triggers_the_watchdog(server: RtspServer) -> None:
     """SIGSTOP: no EOS, no error, no data. The watchdog (1.5 s) fires before the read timeout."""
 
@@ -163,7 +172,7 @@ def test_stall_triggers_the_watchdog(server: RtspServer) -> None:
 SECRET = "s3cr3t-pw"
 
 
-@pytest.mark.parametrize("backend", [AvSource, GstSource])
+@pytest.mark.parametrize("backend", [AvSource, pytest.param(GstSource, marks=needs_gst)])
 def test_credentials_never_leak(backend: type[Source], caplog: pytest.LogCaptureFixture) -> None:
     """A camera that refuses: events, logs and the final error show the URL, never the password."""
     url = f"rtsp://admin:{SECRET}@127.0.0.1:{free_port()}/live"

@@ -43,6 +43,22 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def unavailable() -> str | None:
+    """Why this server cannot run here (``None`` when it can): it needs GStreamer,
+    PyGObject and the GstRtspServer introspection data (gir1.2-gst-rtsp-server-1.0)."""
+    try:
+        from pipelines.gstreamer import load_gst
+
+        load_gst()
+        import gi
+
+        gi.require_version("GstRtspServer", "1.0")
+        from gi.repository import GstRtspServer  # noqa: F401
+    except (ImportError, ValueError) as exc:
+        return f"the test RTSP server needs GstRtspServer (GStreamer, PyGObject): {exc}"
+    return None
+
+
 class RtspServer:
     """Controls one server subprocess serving ``path`` at ``rtsp://127.0.0.1:<port>/live``."""
 
