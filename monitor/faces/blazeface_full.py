@@ -44,6 +44,7 @@ import numpy as np
 from monitor.assets import asset_path
 from monitor.faces.boxes import weighted_nms
 from monitor.faces.detections import NUM_KEYPOINTS, FaceDetections
+from monitor.faces.native_logs import quiet_native_logs
 
 MODEL_FILE = "face_detection_full_range.tflite"
 INPUT_SIZE = 192
@@ -141,10 +142,11 @@ class FullRangeDetector:
         self.low_score = low_score
         self.nms_iou = nms_iou
         self.num_threads = num_threads
-        self._interpreter: Interpreter | None = Interpreter(
-            model_path=str(model_path or asset_path(MODEL_FILE)), num_threads=num_threads
-        )
-        self._interpreter.allocate_tensors()
+        with quiet_native_logs():  # LiteRT's "INFO: Created ... XNNPACK delegate" line
+            self._interpreter: Interpreter | None = Interpreter(
+                model_path=str(model_path or asset_path(MODEL_FILE)), num_threads=num_threads
+            )
+            self._interpreter.allocate_tensors()
         (inp,) = self._interpreter.get_input_details()
         if tuple(inp["shape"]) != (1, INPUT_SIZE, INPUT_SIZE, 3):
             raise ValueError(f"unexpected full-range detector input shape {tuple(inp['shape'])}")

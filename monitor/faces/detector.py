@@ -21,15 +21,19 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
+
+if TYPE_CHECKING:
+    import mediapipe as mp
 
 from monitor.assets import asset_path
 from monitor.faces import blazeface_full
 from monitor.faces.blazeface_full import FullRangeDetector
 from monitor.faces.boxes import nms
 from monitor.faces.detections import FaceDetections
+from monitor.faces.native_logs import OnceNoise, quiet_native_logs
 
 DetectorModel = Literal["short", "full", "both"]
 
@@ -46,6 +50,19 @@ DEFAULT_LOW_SCORE = 0.2
 DEFAULT_MIN_FACE_SIZE = 20.0
 #: Overlap above which two detections (from the two models) are the same face.
 DEFAULT_NMS_IOU = 0.4
+#: Side of the blank image of the warm-up inference run at load.
+WARM_UP_SIZE = 128
+
+#: MediaPipe's detector logs this absl warning once per process, when a tensor it allocates
+#: turns out not to be 64-byte aligned: most often on the first inference (the warm-up),
+#: sometimes on a later one; ``detect`` quiets the calls until it has gone by.
+_UNALIGNED_TENSOR_WARNING = OnceNoise(b"Input tensor memory is not aligned", max_calls=100)
+
+
+def _mp_image(image: np.ndarray) -> mp.Image:
+    import mediapipe as mp  # lazily: a full-range-only detector never loads MediaPipe
+
+    return mp.Image(image_format=mp.ImageFormat.SRGB, data=np.ascontiguousarray(image))
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,6 +103,9 @@ class FaceDetector:
     Not thread-safe (the full-range model's LiteRT interpreter, MediaPipe's graphs): use one
     detector per thread. Streams processed one after another on one thread may share one.
 
+    Loading runs one warm-up inference on a blank image. The libraries' native log lines
+    are hidden unless ``monitor.faces.native_logs.configure_native_logs(True)`` was called.
+
     Example:
         >>> with FaceDetector() as detector:  # doctest: +SKIP
         ...     faces = detector.faces(detector.detect(frame.image))
@@ -117,7 +137,11 @@ class FaceDetector:
                 # MediaPipe's own suppression is per model; ours merges across models.
                 min_suppression_threshold=0.3,
             )
-            self._short = vision.FaceDetector.create_from_options(options)
+            # Loading prints LiteRT INFO lines, and the warm-up inference usually prints the
+            # one-time absl warning: both go by here, not on a stream's first frame.
+            with quiet_native_logs():
+                self._short = vision.FaceDetector.create_from_options(options)
+                self._short.detect(_mp_image(np.zeros((WARM_UP_SIZE, WARM_UP_SIZE, 3), np.uint8)))
         if model in ("full", "both"):
             self._full = FullRangeDetector(
                 min_score=min_score,
@@ -135,11 +159,8 @@ class FaceDetector:
         h, w = image.shape[:2]
         parts = []
         if self._short is not None:
-            import mediapipe as mp
-
-            data = np.ascontiguousarray(image)
-            mp_image = mp.Image(image_format=mp.ImageFormat.SRGB, data=data)
-            found = self._short.detect(mp_image)
+            with _UNALIGNED_TENSOR_WARNING.around():
+                found = self._short.detect(_mp_image(image))
             parts.append(FaceDetections.from_mediapipe(found, w, h).clipped(w, h))
         if self._full is not None:
             parts.append(self._full.detect(image))
@@ -161,7 +182,8 @@ class FaceDetector:
 
     def close(self) -> None:
         if self._short is not None:
-            self._short.close()
+            with quiet_native_logs():  # closing prints LiteRT's DestroyAccelerator line
+                self._short.close()
             self._short = None
         if self._full is not None:
             self._full.close()

@@ -26,6 +26,7 @@ import numpy as np
 
 from monitor.assets import asset_path
 from monitor.faces.ibug68 import mesh_to_ibug68
+from monitor.faces.native_logs import quiet_native_logs
 from monitor.faces.warp import crop_matrix, crop_to_image, warp_crop
 
 MESH_POINTS = 468
@@ -139,10 +140,11 @@ class FaceLandmarker:
         self.crop_scale = crop_scale
         self.min_presence = min_presence
         self.num_threads = num_threads
-        self._interpreter = Interpreter(
-            model_path=str(model_path or asset_path(MODEL_FILE)), num_threads=num_threads
-        )
-        self._interpreter.allocate_tensors()
+        with quiet_native_logs():  # LiteRT's "INFO: Created ... XNNPACK delegate" line
+            self._interpreter = Interpreter(
+                model_path=str(model_path or asset_path(MODEL_FILE)), num_threads=num_threads
+            )
+            self._interpreter.allocate_tensors()
         (inp,) = self._interpreter.get_input_details()
         if tuple(inp["shape"]) != (1, INPUT_SIZE, INPUT_SIZE, 3):
             raise ValueError(f"unexpected face mesh input shape {tuple(inp['shape'])}")
