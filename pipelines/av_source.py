@@ -8,6 +8,7 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 import av
+import numpy as np
 from av.codec.hwaccel import HWAccel
 
 from pipelines.errors import SourceDecodeError, SourceOpenError, SourceTimeoutError
@@ -149,7 +150,7 @@ class AvSource(Source):
         self._hw_formats: set[str] = set()
         # Video packets demuxed (the end-of-stream flush packet not included), and the
         # latest pts among them: together they tell a truncated file from a damaged one.
-        self._packets = 0
+        self._packets_read = 0
         self._last_pts: int | None = None
 
     @property
@@ -233,45 +234,59 @@ class AvSource(Source):
         decimator = FrameDecimator(self.options.max_fps)
         live = self.kind.is_live
         stats = self.stats
-        # Demux and decode packet by packet (not container.decode) so that a live stream
-        # sending packets that never make a picture is caught between packets.
-        pictures = self._pictures(container, stream)
-        last_picture = time.monotonic()
+        # Demux and decode packet by packet (not container.decode), and judge the read
+        # timeout at every packet: a live stream that keeps sending packets that make no
+        # picture never trips FFmpeg's own timeout (data flows), so it is caught here. A
+        # packet that does complete a picture is never dropped for being late.
+        packets = self._packets(container, stream)
+        # Time spent waiting on the stream; the consumer's time between frames is not counted.
+        waiting_since = time.monotonic()
         size: tuple[int, int] | None = None
         while True:
             t0 = time.perf_counter()
-            picture = next(pictures, None)
-            if picture is None:
+            pictures = next(packets, None)
+            if pictures is None:
                 self._check_complete(stream)
                 return
-            now = time.monotonic()
-            if live and now - last_picture > self.read_timeout_s:
-                raise SourceTimeoutError(
-                    f"{self.display_name}: no picture for {now - last_picture:.1f} s"
-                )
-            last_picture = now
-            if self._hw_formats:
-                self._confirm_hardware(stream.codec_context)
-            pts = float(picture.time) if picture.time is not None else None
-            if not decimator.keep(pts):
-                stats.skipped += 1
+            if not pictures:
                 stats.decode_seconds += time.perf_counter() - t0
+                idle = time.monotonic() - waiting_since
+                if live and idle > self.read_timeout_s:
+                    raise SourceTimeoutError(
+                        f"{self.display_name}: packets but no picture for {idle:.1f} s "
+                        f"(read timeout {self.read_timeout_s:g} s)"
+                    )
                 continue
-            if size is None:
-                size = self.options.output_size(picture.width, picture.height)
-            width, height = size
-            if (width, height) == (picture.width, picture.height):
-                image = picture.to_ndarray(format="rgb24")
-            else:
-                # Scale in the decoder's YUV first, then convert the smaller picture: measured
-                # here at 1080p -> 720p, 2.6 ms/frame against 4.4-8 ms for one swscale call
-                # doing both (YUV 4:2:0 is half the bytes of RGB).
-                small = picture.reformat(width=width, height=height, interpolation="AREA")
-                image = small.to_ndarray(format="rgb24")
-            stats.decode_seconds += time.perf_counter() - t0
-            frame = Frame(self.stream_id, stats.frames + stats.skipped, pts, time.time(), image)
-            stats.frames += 1
-            yield frame
+            for picture in pictures:
+                if self._hw_formats:
+                    self._confirm_hardware(stream.codec_context)
+                pts = float(picture.time) if picture.time is not None else None
+                if not decimator.keep(pts):
+                    stats.skipped += 1
+                    stats.decode_seconds += time.perf_counter() - t0
+                    t0 = time.perf_counter()
+                    continue
+                if size is None:
+                    size = self.options.output_size(picture.width, picture.height)
+                image = self._to_rgb(picture, size)
+                stats.decode_seconds += time.perf_counter() - t0
+                index = stats.frames + stats.skipped
+                frame = Frame(self.stream_id, index, pts, time.time(), image)
+                stats.frames += 1
+                yield frame
+                t0 = time.perf_counter()
+            waiting_since = time.monotonic()
+
+    @staticmethod
+    def _to_rgb(picture: av.VideoFrame, size: tuple[int, int]) -> np.ndarray:
+        width, height = size
+        if (width, height) == (picture.width, picture.height):
+            return picture.to_ndarray(format="rgb24")
+        # Scale in the decoder's YUV first, then convert the smaller picture: measured here
+        # at 1080p -> 720p, 2.6 ms/frame against 4.4-8 ms for one swscale call doing both
+        # (YUV 4:2:0 is half the bytes of RGB).
+        small = picture.reformat(width=width, height=height, interpolation="AREA")
+        return small.to_ndarray(format="rgb24")
 
     def _confirm_hardware(self, codec_context: av.codec.context.CodecContext) -> None:
         """After the first picture: did the device decode it, or did FFmpeg fall back?
@@ -300,7 +315,7 @@ class AvSource(Source):
         """
         declared = stream.frames
         decoded = self.stats.frames + self.stats.skipped
-        missing = declared - max(decoded, self._packets)
+        missing = declared - max(decoded, self._packets_read)
         slack = max(TRUNCATION_SLACK_FRAMES, declared // 100)
         if self.kind is not SourceKind.FILE or missing <= slack:
             return
@@ -315,10 +330,11 @@ class AvSource(Source):
             "the file"
         )
 
-    def _pictures(
+    def _packets(
         self, container: av.container.InputContainer, stream: av.video.stream.VideoStream
-    ) -> Iterator[av.VideoFrame]:
-        """Decoded pictures, with FFmpeg's errors turned into ours (path or masked URL).
+    ) -> Iterator[list[av.VideoFrame]]:
+        """For each video packet, the pictures it completed (often none: decoder delay,
+        a corrupt packet); FFmpeg's errors are turned into ours (path or masked URL).
 
         Corrupt packets are skipped and counted (see ``CORRUPT_WINDOW_PACKETS``).
         """
@@ -327,7 +343,7 @@ class AvSource(Source):
         try:
             for packet in container.demux(stream):
                 if packet.size:
-                    self._packets += 1
+                    self._packets_read += 1
                     if packet.pts is not None:
                         self._last_pts = max(packet.pts, self._last_pts or packet.pts)
                 try:
@@ -343,9 +359,10 @@ class AvSource(Source):
                             f"({mask_url(str(exc))}); the media is corrupt or not what its "
                             "container says, re-copy or re-encode it"
                         ) from exc
+                    yield []
                     continue
                 window.record(False)
-                yield from pictures
+                yield pictures
         except (av.error.ExitError, av.error.TimeoutError) as exc:
             raise SourceTimeoutError(
                 f"{name}: no data for {self.read_timeout_s:g} s (read timeout) ({exc})"

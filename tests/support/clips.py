@@ -39,12 +39,19 @@ def cut(src: Path, out: Path, frames: int) -> Path:
     return out
 
 
+def packets(path: Path) -> list[tuple[int, int]]:
+    """(byte offset, size) of each video packet of ``path``, in decoding order (ffprobe)."""
+    cmd = ["ffprobe", "-v", "error", "-select_streams", "v:0"]
+    cmd += ["-show_entries", "packet=pos,size", "-of", "csv=p=0", str(path)]
+    out = subprocess.run(cmd, check=True, timeout=120, capture_output=True, text=True).stdout
+    rows = [line.strip().rstrip(",").split(",") for line in out.splitlines() if line.strip()]
+    # ffprobe prints the fields in its own order (size, pos).
+    return [(int(pos), int(size)) for size, pos in rows]
+
+
 def packet_offsets(path: Path) -> list[int]:
     """Byte offset of each video packet of ``path``, in decoding order (from ffprobe)."""
-    cmd = ["ffprobe", "-v", "error", "-select_streams", "v:0"]
-    cmd += ["-show_entries", "packet=pos", "-of", "csv=p=0", str(path)]
-    out = subprocess.run(cmd, check=True, timeout=120, capture_output=True, text=True).stdout
-    return [int(line.strip().rstrip(",")) for line in out.splitlines() if line.strip()]
+    return [pos for pos, _size in packets(path)]
 
 
 def ffmpeg_frame_count(path: Path) -> int:
@@ -62,4 +69,24 @@ def overwrite(src: Path, out: Path, start: int, size: int, seed: int = 1) -> Pat
     noise = np.random.default_rng(seed).integers(0, 256, size, np.uint8)
     data[start : start + size] = noise.tobytes()
     out.write_bytes(bytes(data))
+    return out
+
+
+def without_pictures(src: Path, out: Path, start_s: float, seconds: float) -> Path:
+    """``seconds`` of ``src``'s H.264 from ``start_s``, copied with every slice removed: each
+    packet still arrives (an access unit delimiter, parameter sets) but none makes a picture,
+    like a camera whose encoder hangs while its streamer keeps sending."""
+    cmd = ["ffmpeg", "-v", "error", "-y", "-ss", str(start_s), "-i", str(src)]
+    cmd += ["-t", str(seconds), "-an", "-c", "copy", "-bsf:v"]
+    cmd += ["h264_mp4toannexb,h264_metadata=aud=insert,filter_units=remove_types=1|5"]
+    subprocess.run([*cmd, str(out)], check=True, timeout=120)
+    return out
+
+
+def concat(parts: list[Path], out: Path) -> Path:
+    """``parts`` (same codec and parameters) one after the other in ``out``, copied."""
+    listing = out.with_suffix(".txt")
+    listing.write_text("".join(f"file '{p.resolve()}'\n" for p in parts))
+    cmd = ["ffmpeg", "-v", "error", "-y", "-f", "concat", "-safe", "0", "-i", str(listing)]
+    subprocess.run([*cmd, "-c", "copy", str(out)], check=True, timeout=120)
     return out
