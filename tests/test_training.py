@@ -7,6 +7,7 @@ template (training only needs their format).
 
 from __future__ import annotations
 
+import ast
 import fractions
 import json
 from collections.abc import Iterator
@@ -39,7 +40,11 @@ from engines.dslfiqa.training import (
     sample_degradation,
     save_weights,
 )
-from engines.dslfiqa.training.contrastive import clip_from_video, square_resize
+from engines.dslfiqa.training.contrastive import (
+    clip_from_video,
+    read_video_frames,
+    square_resize,
+)
 from engines.dslfiqa.training.data import sample_rng, train_landmark_vector
 from engines.dslfiqa.training.degradations import (
     apply_op,
@@ -326,7 +331,50 @@ def test_degradations_move_the_image_in_the_intended_direction(face: np.ndarray)
         apply_op(face, "sepia", 1.0, np.random.default_rng(0))
 
 
+# ---------------------------------------------------------------------------- architecture
+def test_engines_import_neither_pipelines_nor_monitor() -> None:
+    """Engines score pictures; decoding video (pipelines) and running streams (monitor) are
+    their callers' business, so nothing under engines/ may import them."""
+    root = Path(__file__).resolve().parents[1]
+    offenders = []
+    for path in sorted((root / "engines").rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                names = [node.module]
+            else:
+                continue
+            offenders += [
+                f"{path.relative_to(root)}:{node.lineno} imports {name}"
+                for name in names
+                if name.split(".")[0] in ("pipelines", "monitor")
+            ]
+    assert offenders == []
+
+
 # ---------------------------------------------------------------------------- contrastive stage
+def test_training_decodes_the_same_frames_as_the_pipelines_source() -> None:
+    """The training side decodes with PyAV itself; the pictures are those a stream gets."""
+    path = asset_path("carphone_distorted.mp4")
+    every_frame = carphone_frames("carphone_distorted.mp4", n=2 * CARPHONE_FRAMES)
+    mine = read_video_frames(path, max_frames=CARPHONE_FRAMES)
+    assert len(mine) == CARPHONE_FRAMES
+    for a, b in zip(mine, every_frame, strict=False):
+        assert a.dtype == np.uint8
+        np.testing.assert_array_equal(a, b)
+    every_2nd = read_video_frames(path, max_frames=CARPHONE_FRAMES, every=2)
+    for a, b in zip(every_2nd, every_frame[::2], strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_training_refuses_a_file_that_is_not_video(tmp_path: Path) -> None:
+    bad = tmp_path / "notes.mp4"
+    bad.write_text("not a video")
+    with pytest.raises(ValueError, match=r"notes\.mp4.*not a readable video"):
+        read_video_frames(bad)
+
+
 @pytest.fixture(scope="module")
 def sampler_parts(faces: list[np.ndarray]) -> tuple[list[np.ndarray], list]:
     size = TINY.image_size

@@ -30,6 +30,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TextIO
 
+import av
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -87,16 +88,39 @@ def to_input(crop: np.ndarray) -> torch.Tensor:
 def read_video_frames(
     path: str | Path, max_frames: int | None = None, every: int = 1
 ) -> list[np.ndarray]:
-    """Decoded RGB frames of a video file (every ``every``-th, at most ``max_frames``)."""
-    from pipelines.av_source import AvFileSource
+    """Decoded RGB frames of a video file (every ``every``-th, at most ``max_frames``).
 
+    Decoded here with PyAV rather than through ``pipelines``: engines take pictures, and
+    this is data preparation for training, not a stream (no timeouts, reconnects or
+    decimation by time to honour). The pictures are the ones a stream source produces from
+    the same file (first video stream, every picture in order, ``rgb24``). Unlike a
+    stream source it does not skip corrupt packets: a damaged training clip is an error.
+
+    Raises:
+        FileNotFoundError: no such file.
+        ValueError: the file cannot be read as video, is damaged, or holds no picture.
+    """
+    if every < 1:
+        raise ValueError(f"every must be >= 1, got {every}")
     frames: list[np.ndarray] = []
-    with AvFileSource(path) as source:
-        for i, frame in enumerate(source.frames()):
-            if i % every == 0:
-                frames.append(np.array(frame.image))
-            if max_frames is not None and len(frames) >= max_frames:
-                break
+    try:
+        with av.open(str(path)) as container:
+            if not container.streams.video:
+                raise ValueError(f"{path}: has no video stream")
+            stream = container.streams.video[0]
+            stream.thread_type = "AUTO"  # frame threading: about twice as fast on H.264
+            for i, frame in enumerate(container.decode(stream)):
+                if i % every == 0:
+                    frames.append(frame.to_ndarray(format="rgb24"))
+                if max_frames is not None and len(frames) >= max_frames:
+                    break
+    except av.FFmpegError as exc:
+        if isinstance(exc, FileNotFoundError):
+            raise
+        raise ValueError(
+            f"{path}: not a readable video ({exc}); check that it is a complete video file "
+            "in a format FFmpeg reads"
+        ) from exc
     if not frames:
         raise ValueError(f"{path}: no frames decoded")
     return frames
