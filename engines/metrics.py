@@ -71,3 +71,16 @@ def mean_abs_diff(a: ArrayLike, b: ArrayLike) -> float:
     if x.shape != y.shape or x.size == 0:
         raise ValueError(f"need two non-empty series of equal length, got {x.size} and {y.size}")
     return float(np.mean(np.abs(x - y)))
+
+
+def why_undefined(pred: ArrayLike, target: ArrayLike) -> str | None:
+    """Why PLCC and SRCC of these series are undefined (``nan``), or None when they are not."""
+    x = np.asarray(pred, dtype=np.float64).ravel()
+    y = np.asarray(target, dtype=np.float64).ravel()
+    if min(x.size, y.size) < 2:
+        return f"a correlation needs at least 2 scored images, got {min(x.size, y.size)}"
+    if np.ptp(y) == 0:
+        return f"every MOS equals {y[0]:g}: there is no ranking to agree with"
+    if np.ptp(x) == 0:
+        return f"every prediction equals {x[0]:g}: the model ranks nothing"
+    return None

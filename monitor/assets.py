@@ -8,8 +8,8 @@ package on a registry that every build machine can already reach (PyPI, npm, Deb
 changed upstream, a damaged download or a local edit is refused with a message naming the
 asset, both checksums and where it came from, and a bad file is never left in place.
 
-Only the standard library is used (urllib, hashlib, zipfile, tarfile, tomllib), plus click
-for the command line, so fetching works before the heavy dependencies are installed.
+Only the standard library is used (urllib, hashlib, zipfile, tarfile, tomllib), so fetching
+works before the heavy dependencies are installed (``fqm assets`` is its command line).
 
 Layout: ``$FQM_CACHE/downloads`` keeps the downloaded archives (re-extracting never
 re-downloads), ``$FQM_ASSETS`` (default ``$FQM_CACHE/assets``) holds the extracted files
@@ -43,8 +43,6 @@ from dataclasses import dataclass
 from html.parser import HTMLParser
 from pathlib import Path
 from typing import IO, Literal
-
-import click
 
 MANIFEST_PATH = Path(__file__).with_name("assets.toml")
 KINDS = ("model", "media", "licence")
@@ -254,7 +252,7 @@ def asset_path(name: str, manifest: dict[str, Asset] | None = None) -> Path:
 # ---------------------------------------------------------------------------- network
 
 
-def _log(message: str) -> None:
+def log_progress(message: str) -> None:
     print(f"[fqm assets] {message}", file=sys.stderr, flush=True)
 
 
@@ -284,7 +282,7 @@ class _Http:
                 cafile = os.environ.get("SSL_CERT_FILE") or SYSTEM_CA_BUNDLE
                 if not Path(cafile).is_file():
                     raise
-                _log(f"default certificate check failed for {url}; retrying with {cafile}")
+                log_progress(f"default certificate check failed for {url}; retrying with {cafile}")
                 self._context = ssl.create_default_context(cafile=cafile)
                 return urllib.request.urlopen(request, timeout=60, context=self._context)
         except urllib.error.HTTPError as exc:
@@ -322,12 +320,18 @@ class _Http:
                     done += len(chunk)
                     now = time.monotonic()
                     if show and tty and now - last > 0.2:
-                        print(f"\r  {label}: {_mb(done)} / {_mb(total)}", end="", file=sys.stderr)
+                        print(
+                            f"\r  {label}: {megabytes(done)} / {megabytes(total)}",
+                            end="",
+                            file=sys.stderr,
+                        )
                         last = now
                 if show:
                     rate = done / max(time.monotonic() - start, 1e-3)
                     end = "\r" if tty else ""
-                    print(f"{end}  {label}: {_mb(done)} at {_mb(rate)}/s", file=sys.stderr)
+                    print(
+                        f"{end}  {label}: {megabytes(done)} at {megabytes(rate)}/s", file=sys.stderr
+                    )
             actual = _digest_text(h, expected)
             if actual != expected:
                 raise FetchError(
@@ -346,7 +350,7 @@ def _digest_text(h: hashlib._Hash, like: str) -> str:
     return base64.b64encode(h.digest()).decode()
 
 
-def _mb(n: float) -> str:
+def megabytes(n: float) -> str:
     return f"{n / 1e6:.1f} MB"
 
 
@@ -401,7 +405,7 @@ def _pypi_archive(asset: Asset, http: _Http) -> Path:
     if algorithm is None:
         raise FetchError(f"{index} gives no usable hash for {asset.archive}; refusing to trust it")
     url = urllib.parse.urljoin(index, match[0]["url"])
-    _log(f"downloading {asset.archive} from {urllib.parse.urlsplit(url).netloc}")
+    log_progress(f"downloading {asset.archive} from {urllib.parse.urlsplit(url).netloc}")
     downloads_dir().mkdir(parents=True, exist_ok=True)
     http.download(url, dest, algorithm, hashes[algorithm], asset.archive)
     return dest
@@ -428,7 +432,7 @@ def _npm_archive(asset: Asset, http: _Http) -> Path:
         raise FetchError(f"{url} gives no dist.integrity for {asset.package}; refusing to trust it")
     if not dist.get("tarball"):
         raise FetchError(f"{url} gives no dist.tarball (needed for asset {asset.name!r})")
-    _log(f"downloading {asset.package}@{asset.version} from {base}")
+    log_progress(f"downloading {asset.package}@{asset.version} from {base}")
     downloads_dir().mkdir(parents=True, exist_ok=True)
     http.download(dist["tarball"], dest, algorithm, expected, dest.name)
     return dest
@@ -453,7 +457,7 @@ def _deb_archive(asset: Asset) -> Path:
             f"not available here. {manual}"
         )
     downloads.mkdir(parents=True, exist_ok=True)
-    _log(f"downloading {asset.package}={asset.version} with apt-get")
+    log_progress(f"downloading {asset.package}={asset.version} with apt-get")
     start = time.monotonic()
     with tempfile.TemporaryDirectory(dir=downloads, prefix=".apt-") as tmp:
         proc = subprocess.run(
@@ -475,7 +479,7 @@ def _deb_archive(asset: Asset) -> Path:
         dest = downloads / debs[0].name
         os.replace(debs[0], dest)
     seconds = time.monotonic() - start
-    print(f"  {dest.name}: {_mb(dest.stat().st_size)} in {seconds:.1f} s", file=sys.stderr)
+    print(f"  {dest.name}: {megabytes(dest.stat().st_size)} in {seconds:.1f} s", file=sys.stderr)
     return dest
 
 
@@ -604,7 +608,7 @@ def fetch(
     kind: str | None = None,
     *,
     manifest: dict[str, Asset] | None = None,
-    log: Callable[[str], None] = _log,
+    log: Callable[[str], None] = log_progress,
 ) -> list[Path]:
     """Make the selected assets present and verified; idempotent and safe to rerun.
 
@@ -672,77 +676,3 @@ def fetch(
     if errors:
         raise FetchError("\n".join(errors))
     return [directory / a.name for a in selected]
-
-
-# -------------------------------------------------------------------------------- CLI
-
-
-def _fail(exc: AssetError) -> click.ClickException:
-    return click.ClickException(str(exc))
-
-
-@click.group("assets")
-def assets_cli() -> None:
-    """Model files and test media: fetch them once, check them against the manifest."""
-
-
-@assets_cli.command("fetch")
-@click.argument("names", nargs=-1)
-@click.option("--kind", type=click.Choice(KINDS), help="Only assets of this kind.")
-def fetch_cmd(names: tuple[str, ...], kind: str | None) -> None:
-    """Download and install NAMES (default: every asset); skips those already correct."""
-    try:
-        paths = fetch(names, kind)
-    except AssetError as exc:
-        raise _fail(exc) from exc
-    total = sum(p.stat().st_size for p in paths)
-    _log(f"{len(paths)} asset(s), {_mb(total)}, in {assets_dir()}")
-
-
-@assets_cli.command("list")
-def list_cmd() -> None:
-    """Every asset with its kind, size and status (ok, missing or CHANGED)."""
-    try:
-        manifest = load_manifest()
-    except AssetError as exc:
-        raise _fail(exc) from exc
-    width = max(len(n) for n in manifest)
-    directory = assets_dir()
-    click.echo(f"# {directory}")
-    for asset in manifest.values():
-        state = status(asset, directory)
-        click.echo(f"{asset.name:<{width}}  {asset.kind:<7}  {asset.size:>11,}  {state}")
-
-
-@assets_cli.command("verify")
-@click.argument("names", nargs=-1)
-def verify_cmd(names: tuple[str, ...]) -> None:
-    """Check NAMES (default: every asset); exits 1 if any is missing or changed."""
-    try:
-        manifest = load_manifest()
-        selected = select(names, None, manifest)
-    except AssetError as exc:
-        raise _fail(exc) from exc
-    bad = 0
-    for asset in selected:
-        try:
-            verify(asset.name, manifest)
-        except AssetError as exc:
-            bad += 1
-            click.echo(f"FAIL {exc}", err=True)
-    if bad:
-        raise click.ClickException(f"{bad} of {len(selected)} asset(s) missing or changed")
-    click.echo(f"{len(selected)} asset(s) ok in {assets_dir()}")
-
-
-@assets_cli.command("path")
-@click.argument("name", required=False)
-def path_cmd(name: str | None) -> None:
-    """Print the path of asset NAME (or of the assets directory); fails if it is missing."""
-    if name is None:
-        click.echo(assets_dir())
-        return
-    try:
-        click.echo(asset_path(name))
-    except AssetError as exc:
-        raise _fail(exc) from exc

@@ -7,18 +7,15 @@ libraries, a model file can be present and corrupt.
 
 from __future__ import annotations
 
-import json
-import os
 import platform
 import shutil
 import subprocess
 import sys
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
-import click
-
-from monitor import __version__
+from monitor.kafka_bootstrap import Bootstrap, check_reachable
+from pipelines.urls import mask_url
 
 
 @dataclass(frozen=True)
@@ -132,17 +129,33 @@ def check_ffmpeg_cli() -> str:
     return out.splitlines()[0] if out else exe
 
 
-def kafka_check(bootstrap: str, timeout_s: float = 10.0) -> Callable[[], str]:
-    """A check that asks the brokers at ``bootstrap`` for their metadata."""
+def check_kafka_client() -> str:
+    import crc32c
+    import kafka
+
+    return f"kafka-python {kafka.__version__}; crc32c {crc32c.__version__} (fast checksums)"
+
+
+def kafka_check(bootstrap: Bootstrap | None, timeout_s: float = 10.0) -> Callable[[], str]:
+    """A check that asks the brokers at ``bootstrap`` for their metadata.
+
+    Without a bootstrap it fails with the way to configure one: events then go to local
+    files, which is fine, but the report says so rather than nothing.
+    """
 
     def check() -> str:
+        if bootstrap is None:
+            raise RuntimeError(
+                "no broker configured (--kafka-bootstrap HOST:PORT or FQM_KAFKA_BOOTSTRAP)"
+            )
         from kafka import KafkaAdminClient
 
+        check_reachable(bootstrap, timeout_s)
         admin = KafkaAdminClient(
-            bootstrap_servers=bootstrap.split(","),
             client_id="fqm-doctor",
             request_timeout_ms=int(timeout_s * 1000),
             bootstrap_timeout_ms=int(timeout_s * 1000),
+            **bootstrap.client_kwargs(),
         )
         try:
             cluster = admin.describe_cluster()
@@ -154,8 +167,13 @@ def kafka_check(bootstrap: str, timeout_s: float = 10.0) -> Callable[[], str]:
     return check
 
 
-def run_checks(kafka_bootstrap: str | None = None, kafka_timeout_s: float = 10.0) -> list[Check]:
-    """Run every check; none raises, each failure becomes a ``Check`` with its reason."""
+def run_checks(
+    kafka_bootstrap: Bootstrap | None = None, kafka_timeout_s: float = 10.0
+) -> list[Check]:
+    """Run every check; none raises, each failure becomes a ``Check`` with its reason.
+
+    The Kafka broker is required only when one is configured.
+    """
     checks: list[tuple[str, Callable[[], str], bool]] = [
         ("Python", check_python, True),
         ("PyAV (FFmpeg)", check_pyav, True),
@@ -166,15 +184,19 @@ def run_checks(kafka_bootstrap: str | None = None, kafka_timeout_s: float = 10.0
         ("ONNX Runtime", check_onnxruntime, True),
         ("TensorRT", check_tensorrt, False),
         ("ffmpeg CLI", check_ffmpeg_cli, False),
+        ("Kafka client", check_kafka_client, True),
+        (
+            "Kafka broker",
+            kafka_check(kafka_bootstrap, kafka_timeout_s),
+            kafka_bootstrap is not None,
+        ),
     ]
-    if kafka_bootstrap:
-        checks.append(("Kafka", kafka_check(kafka_bootstrap, kafka_timeout_s), True))
     results = []
     for part, fn, required in checks:
         try:
             results.append(Check(part, True, fn(), required))
         except Exception as exc:
-            results.append(Check(part, False, _reason(exc), required))
+            results.append(Check(part, False, mask_url(_reason(exc)), required))
     return results
 
 
@@ -185,39 +207,3 @@ def format_table(results: list[Check]) -> str:
         status = "ok" if c.ok else ("FAIL" if c.required else "absent")
         lines.append(f"{c.part:<{width}}  {status:<6}  {c.detail}")
     return "\n".join(lines)
-
-
-@click.command("doctor")
-@click.option(
-    "--kafka-bootstrap",
-    envvar="FQM_KAFKA_BOOTSTRAP",
-    metavar="HOST:PORT[,...]",
-    help="Also check these Kafka brokers answer. [env: FQM_KAFKA_BOOTSTRAP]",
-)
-@click.option(
-    "--kafka-timeout",
-    type=click.FloatRange(min=0.5),
-    default=10.0,
-    show_default=True,
-    metavar="SECONDS",
-    help="How long the brokers get to answer.",
-)
-@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
-def doctor_cli(kafka_bootstrap: str | None, kafka_timeout: float, as_json: bool) -> None:
-    """Report which parts of fqm are usable here, with the reason for each that is not.
-
-    Exits 1 when a required part (PyAV, MediaPipe and its model files, PyTorch, ONNX Runtime,
-    and Kafka when given) is unusable; optional parts (GStreamer, CUDA, TensorRT, ffmpeg CLI)
-    are reported but do not fail.
-    """
-    # TensorFlow Lite (inside MediaPipe) logs to stderr at load; keep the report readable.
-    os.environ.setdefault("GLOG_minloglevel", "2")
-    results = run_checks(kafka_bootstrap, kafka_timeout)
-    if as_json:
-        payload = {"fqm": __version__, "checks": [asdict(c) for c in results]}
-        click.echo(json.dumps(payload, indent=2))
-    else:
-        click.echo(f"fqm {__version__}")
-        click.echo(format_table(results))
-    if any(c.required and not c.ok for c in results):
-        sys.exit(1)

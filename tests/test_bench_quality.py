@@ -1,6 +1,6 @@
 """``fqm bench modes`` and its faces: real stills and video frames through ``PhotoAligner``.
 
-The fixture weights are random, so scores mean nothing; what is checked is that the bench
+Without --weights the model is random, so scores mean nothing; what is checked is that the bench
 takes aligned faces from the bundled media and reports every crop mode. A face costs 25 crop
 forwards (~2-3 s each on the 2-core CPU host), hence ``slow``.
 """
@@ -15,14 +15,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from monitor.bench_quality import STILLS, VIDEOS, bench_faces
+from monitor.benchmarks.quality import STILLS, VIDEOS, sample_aligned_faces
 
 FQM = str(Path(sys.executable).with_name("fqm"))
 
 
 @pytest.mark.slow
 def test_bench_faces_are_aligned_faces_from_stills_then_every_video() -> None:
-    faces = bench_faces(len(STILLS) + len(VIDEOS))
+    faces = sample_aligned_faces(len(STILLS) + len(VIDEOS))
     labels = [f.label for f in faces]
     assert labels[: len(STILLS)] == list(STILLS)
     # One frame from each video (in VIDEOS order), numbered by its frame index.
@@ -49,7 +49,7 @@ def test_bench_modes_one_face_json_reports_all_three_modes() -> None:
     )
     assert proc.returncode == 0, proc.stderr
     report = json.loads(proc.stdout)
-    assert "fixture" in report["weights"]  # the synthetic-weights caveat travels with it
+    assert "random" in report["weights"]  # the random-weights caveat travels with it
     (face,) = report["faces"]
     assert face["label"] == STILLS[0]
     for mode in ("official", "fixed5", "center"):

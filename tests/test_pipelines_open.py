@@ -9,7 +9,7 @@ import pytest
 from click.testing import CliRunner
 
 from monitor.assets import asset_path
-from monitor.bench import bench_cli
+from monitor.cli.bench import bench_cli
 from pipelines.av_source import AvSource
 from pipelines.backoff import BackoffPolicy
 from pipelines.errors import SourceOpenError

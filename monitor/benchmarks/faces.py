@@ -9,13 +9,10 @@ would sustain on this video (frames / its total time); ``total`` is all steps to
 
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
-
-import click
 
 STEPS = ("detection", "tracking", "landmarks", "alignment")
 
@@ -39,6 +36,7 @@ class FacesBenchResult:
     faces_landmarked: int
     faces_aligned: int
     steps: dict[str, StepTime] = field(default_factory=dict)
+    error: str | None = None  # what ended the run early (a decode failure), else None
 
     def fps(self, seconds: float) -> float:
         return self.frames / seconds if seconds > 0 else 0.0
@@ -90,14 +88,18 @@ class _Timed:
 
 
 def bench_faces(
-    path: Path,
+    location: str | Path,
     *,
     detect_every: int = 1,
     max_frames: int | None = None,
     model: str = "short",
     threads: int = 1,
 ) -> FacesBenchResult:
-    """Runs the face stage and alignment over ``path`` and times each step.
+    """Runs the face stage and alignment over ``location`` and times each step.
+
+    The source is opened before the models load, so a missing or unreadable video fails in
+    milliseconds. A decode failure later on ends the run: the result then holds the steps
+    timed so far and ``error`` says what stopped it.
 
     ``threads`` is the LiteRT interpreters' thread count (the landmarker's and the full-range
     detector's ``num_threads``); torch's thread count (crop warps, the full-range detector's
@@ -113,10 +115,18 @@ def bench_faces(
         TrackEventKind,
     )
     from monitor.faces.align import align_face
-    from pipelines.av_source import AvFileSource
+    from pipelines.errors import SourceError
+    from pipelines.open import open_source
+    from pipelines.urls import mask_url
 
     steps = {name: StepTime() for name in STEPS}
-    with FaceDetector(model, num_threads=threads) as detector:  # type: ignore[arg-type]
+    events: list = []
+    frames = width = height = landmarked = aligned = 0
+    error = None
+    with (
+        open_source(location, "av", live=False) as source,
+        FaceDetector(model, num_threads=threads) as detector,  # type: ignore[arg-type]
+    ):
         stage = FaceStage(
             _Timed(detector, {"detect": steps["detection"]}),  # type: ignore[arg-type]
             tracker=_Timed(  # type: ignore[arg-type]
@@ -127,9 +137,7 @@ def bench_faces(
             ),
             detect_every=detect_every,
         )
-        events: list = []
-        frames = width = height = landmarked = aligned = 0
-        with AvFileSource(path) as source:
+        try:
             for frame in source:
                 if max_frames is not None and frames >= max_frames:
                     break
@@ -153,9 +161,11 @@ def bench_faces(
                     steps["alignment"].calls += len(found)
                     steps["alignment"].seconds += time.perf_counter() - t0
                 aligned += len(found)
+        except SourceError as exc:
+            error = str(exc)
         events.extend(stage.finish())
     return FacesBenchResult(
-        source=str(path),
+        source=mask_url(str(location)),
         width=width,
         height=height,
         frames=frames,
@@ -166,10 +176,12 @@ def bench_faces(
         faces_landmarked=landmarked,
         faces_aligned=aligned,
         steps=steps,
+        error=error,
     )
 
 
-def _table(r: FacesBenchResult) -> str:
+def format_table(r: FacesBenchResult) -> str:
+    """The human-readable report: a summary line, then one row per step plus ``total``."""
     lines = [
         f"{Path(r.source).name}: {r.width}x{r.height}, {r.frames} frames, model {r.model}, "
         f"detect every {r.detect_every}, {r.threads} LiteRT thread(s); {r.tracks} track(s), "
@@ -181,47 +193,6 @@ def _table(r: FacesBenchResult) -> str:
             f"{row['step']:<10} {row['calls']:>6} {row['ms_per_call']:>8.2f} "
             f"{row['ms_per_frame']:>8.2f} {row['fps']:>8.1f}"
         )
+    if r.error is not None:
+        lines.append(f"partial: stopped after {r.frames} frames ({r.error})")
     return "\n".join(lines)
-
-
-@click.command("faces")
-@click.argument("source", type=click.Path(exists=True, dir_okay=False, path_type=Path))
-@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
-@click.option(
-    "--detect-every",
-    type=click.IntRange(min=1),
-    default=1,
-    show_default=True,
-    help="Run the detector on one frame in N (the tracker coasts in between).",
-)
-@click.option("--max-frames", type=click.IntRange(min=1), help="Stop after this many frames.")
-@click.option(
-    "--model",
-    type=click.Choice(["short", "full", "both"]),
-    default="short",
-    show_default=True,
-    help="Detector model.",
-)
-@click.option(
-    "--threads",
-    type=click.IntRange(min=1),
-    default=1,
-    show_default=True,
-    help="CPU threads for LiteRT (landmarks, full-range detection) and torch in this process.",
-)
-def faces_cli(
-    source: Path,
-    as_json: bool,
-    detect_every: int,
-    max_frames: int | None,
-    model: str,
-    threads: int,
-) -> None:
-    """Frames/s of face detection, tracking, landmarks and alignment on SOURCE (a video)."""
-    import torch
-
-    torch.set_num_threads(threads)  # this command owns its process
-    r = bench_faces(
-        source, detect_every=detect_every, max_frames=max_frames, model=model, threads=threads
-    )
-    click.echo(json.dumps(r.to_json()) if as_json else _table(r))

@@ -15,6 +15,8 @@ from pathlib import Path
 import click
 import numpy as np
 
+from monitor.cli.options import device_option
+
 
 def _model_config(tiny: bool):
     from engines.dslfiqa.training import ModelConfig
@@ -64,7 +66,7 @@ def train_cli() -> None:
 )
 @click.option("--save-every", type=click.IntRange(min=0), default=0, show_default=True)
 @click.option("--log-every", type=click.IntRange(min=0), default=10, show_default=True)
-@click.option("--device", default="cpu", show_default=True, help="cpu, cuda, cuda:1, ...")
+@device_option
 @click.option("--tiny", is_flag=True, help="Tiny model (CPU smoke test), not the official one.")
 @click.option("--resume/--no-resume", default=True, show_default=True)
 def quality_cmd(
@@ -189,7 +191,13 @@ def _dataset_sets(data: Path, pristine_fraction: float, real_fraction: float, si
 @click.option("--synthetic-per-batch", type=click.IntRange(min=1), default=12, show_default=True)
 @click.option("--real-per-batch", type=click.IntRange(min=0), default=4, show_default=True)
 @click.option("--queue-size", type=click.IntRange(min=0), default=2048, show_default=True)
-@click.option("--temperature", type=float, default=0.2, show_default=True)
+@click.option(
+    "--temperature",
+    type=click.FloatRange(min=0, min_open=True),
+    default=0.2,
+    show_default=True,
+    help="InfoNCE temperature (> 0; lower = sharper).",
+)
 @click.option(
     "--proximity-weight",
     type=click.FloatRange(min=0),
@@ -222,7 +230,7 @@ def _dataset_sets(data: Path, pristine_fraction: float, real_fraction: float, si
 @click.option("--init", "init_de", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--save-every", type=click.IntRange(min=0), default=1000, show_default=True)
 @click.option("--log-every", type=click.IntRange(min=0), default=10, show_default=True)
-@click.option("--device", default="cpu", show_default=True)
+@device_option
 @click.option("--tiny", is_flag=True, help="Tiny encoder (CPU smoke test).")
 @click.option("--resume/--no-resume", default=True, show_default=True)
 def degradation_cmd(

@@ -1,4 +1,4 @@
-"""``fqm bench quality`` and ``fqm bench modes``: DSL-FIQA speed and crop-mode agreement.
+"""DSL-FIQA speed and crop-mode agreement (``fqm bench quality`` and ``fqm bench modes``).
 
 ``quality`` times the torch engine (crops from several faces batched together, as the
 scoring scheduler will) against the official procedure reproduced naively in the same run:
@@ -9,10 +9,10 @@ random crops per face of the official ``test.py``. Both include crop preparation
 ``official`` over a set of faces: Spearman rank correlation, Pearson correlation and mean
 absolute difference of the per-face scores.
 
-Without ``--weights`` both use weights regenerated from the repository's test fixture
-(random values). Speed does not depend on weight values; mode agreement does, so ``modes``
-with those weights measures how sensitive an untrained network is to crop position, not
-how the real model's modes agree (see docs/quality-modes.md).
+Without ``--weights`` both use a seeded random model of the official shape (engines'
+benchmark weights). Speed does not depend on weight values; mode agreement does, so
+``modes`` with those weights measures how sensitive an untrained network is to crop
+position, not how the real model's modes agree (see docs/quality-modes.md).
 
 The faces are real: the best face of each bundled still, then frames spread evenly over the
 bundled videos, each detected, landmarked and aligned by
@@ -21,8 +21,6 @@ bundled videos, each detected, landmarked and aligned by
 
 from __future__ import annotations
 
-import json
-import platform
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
@@ -30,18 +28,15 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import av
-import click
 import numpy as np
 
 from engines.dslfiqa.constants import (
-    CROP_MODES,
     CROP_SIZE,
     IMAGE_SIZE,
     NUM_CROPS_OFFICIAL,
     OFFICIAL_SEED,
     CropMode,
 )
-from monitor.score_cli import DEVICES, check_device, load_weights_dir
 from pipelines.av_source import AvFileSource
 
 # The model code and torch are imported where used, so that `fqm --help` stays fast.
@@ -65,10 +60,11 @@ VIDEOS: tuple[str, ...] = (
     "carphone_distorted.mp4",
     "Megamind.avi",
 )
-FIXTURE_WEIGHTS_NOTE = (
-    "fixture-regenerated weights (random values from tests/support/dslfiqa_fixture.py; "
-    "speed does not depend on weight values, scores are meaningless)"
-)
+RANDOM_WEIGHTS_SEED = 0
+
+
+class NotEnoughFaces(ValueError):
+    """The bundled stills and videos hold fewer detectable faces than were asked for."""
 
 
 @dataclass(frozen=True)
@@ -114,7 +110,7 @@ def _video_faces(aligner: PhotoAligner, path: Path, label: str, k: int) -> list[
     return faces
 
 
-def bench_faces(n: int) -> list[BenchFace]:
+def sample_aligned_faces(n: int) -> list[BenchFace]:
     """``n`` aligned faces: the best face of each still, then evenly spread video frames.
 
     Faces come from :class:`PhotoAligner` (detector, mesh landmarks, official alignment),
@@ -150,35 +146,31 @@ def bench_faces(n: int) -> list[BenchFace]:
     rounds = max((len(v) for v in got.values()), default=0)
     faces += [got[name][j] for j in range(rounds) for name in VIDEOS if j < len(got[name])]
     if len(faces) < n:
-        raise click.UsageError(f"only {len(faces)} bench faces are available; ask for fewer")
+        raise NotEnoughFaces(f"only {len(faces)} bench faces are available; ask for fewer")
     return faces[:n]
 
 
 def load_bench_model(weights: Path | None, device: str) -> tuple[DslFiqa, str]:
-    """The model to time: ``--weights`` if given, else the test fixture's regenerated weights."""
-    from engines import load_dslfiqa
+    """The model to time and a label saying which weights it runs: ``--weights`` if given,
+    else engines' seeded random model of the official shape (speed does not depend on the
+    values; scores are meaningless)."""
+    from engines.dslfiqa.random_weights import build_random
+    from engines.weights import check_device, load_weights_dir
 
     if weights is not None:
-        model, folder = load_weights_dir(weights, device)
-        return model, str(folder)
-    try:
-        from tests.support.dslfiqa_fixture import regenerate_weights
-    except ImportError as exc:
-        raise click.UsageError(
-            "no --weights given and the test fixture (tests/support) is not available in this "
-            "install: pass --weights DIR with DE.pt and IQA.pt"
-        ) from exc
-    try:
-        de, iqa = regenerate_weights("DE"), regenerate_weights("IQA")
-    except (OSError, AssertionError) as exc:
-        raise click.UsageError(
-            f"no --weights given and the fixture weights cannot be regenerated ({exc}); "
-            "pass --weights DIR or set FQM_SHARED to the folder holding fixtures/"
-        ) from exc
-    return load_dslfiqa(de, iqa, check_device(device)), FIXTURE_WEIGHTS_NOTE
+        loaded = load_weights_dir(weights, device)
+        return loaded.model, f"{loaded.variant.name} from {loaded.folder}"
+    model = build_random("dslfiqa", seed=RANDOM_WEIGHTS_SEED, device=check_device(device))
+    return model, (
+        f"random official-shaped weights (seed {RANDOM_WEIGHTS_SEED}; no --weights given: "
+        "speed is real, scores are meaningless)"
+    )
 
 
 def _sync(device: torch.device) -> None:
+    """Wait for queued GPU work, so that a timer measures it (a no-op on CPU)."""
+    import torch
+
     if device.type == "cuda":
         torch.cuda.synchronize(device)
 
@@ -279,108 +271,6 @@ def time_official_naive(model: DslFiqa, faces: Sequence[BenchFace]) -> SpeedResu
     return SpeedResult("official-naive", "official", 1, len(faces), crops, time.perf_counter() - t0)
 
 
-def _model_options(command: Callable) -> Callable:
-    """--weights, --device and --json, shared by the quality benches."""
-    for option in reversed(
-        [
-            click.option(
-                "--weights",
-                type=click.Path(path_type=Path),
-                default=None,
-                help="Folder with DE.pt and IQA.pt (default: the test fixture's regenerated "
-                "weights).",
-            ),
-            click.option("--device", type=click.Choice(DEVICES), default="cpu", show_default=True),
-            click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table."),
-        ]
-    ):
-        command = option(command)
-    return command
-
-
-@click.command("quality")
-@click.option("--backend", type=click.Choice(BACKENDS), default="torch", show_default=True)
-@click.option(
-    "--mode",
-    "modes",
-    type=click.Choice(CROP_MODES),
-    multiple=True,
-    help="Crop mode(s) to time (repeatable; default: center).",
-)
-@click.option(
-    "--batch",
-    "batches",
-    type=click.IntRange(min=1),
-    multiple=True,
-    help="Crops per forward (repeatable; default: 1).",
-)
-@click.option("--faces", type=click.IntRange(min=1), default=4, show_default=True)
-@click.option(
-    "--naive-faces",
-    type=click.IntRange(min=0),
-    default=1,
-    show_default=True,
-    help="Faces for the naive official baseline (20 crops each); 0 skips it.",
-)
-@_model_options
-def quality_cli(
-    backend: str,
-    modes: tuple[CropMode, ...],
-    batches: tuple[int, ...],
-    faces: int,
-    naive_faces: int,
-    weights: Path | None,
-    device: str,
-    as_json: bool,
-) -> None:
-    """DSL-FIQA crops/s and ms per face, against the official procedure on this machine."""
-    import torch
-
-    from engines import CheckpointError
-
-    modes = modes or ("center",)
-    batches = batches or (1,)
-    try:
-        model, weights_label = load_bench_model(weights, device)
-    except CheckpointError as exc:
-        raise click.ClickException(str(exc)) from exc
-    pool = bench_faces(max(faces, naive_faces))
-    log = (lambda m: click.echo(m, err=True)) if as_json else click.echo
-    log(f"weights: {weights_label}")
-    log(f"device: {device}, torch {torch.__version__}, {torch.get_num_threads()} threads")
-    # Warm-up (allocator, kernels) so that the first timed run is not penalised.
-    time_engine(model, pool[:1], "center", 1)
-    runs = [time_engine(model, pool[:faces], m, b) for m in modes for b in batches]
-    naive = time_official_naive(model, pool[:naive_faces]) if naive_faces else None
-
-    def ratio(r: SpeedResult) -> float | None:
-        return naive.ms_per_face / r.ms_per_face if naive else None
-
-    if as_json:
-        doc = {
-            "backend": backend,
-            "device": device,
-            "torch": torch.__version__,
-            "threads": torch.get_num_threads(),
-            "cpu": platform.processor() or platform.machine(),
-            "weights": weights_label,
-            "official_naive": naive.to_json() if naive else None,
-            "runs": [{**r.to_json(), "speedup_vs_official_naive": ratio(r)} for r in runs],
-        }
-        click.echo(json.dumps(doc, indent=2))
-        return
-    click.echo(
-        f"{'procedure':<15} {'mode':<9} {'batch':>5} {'faces':>5} {'crops':>5} "
-        f"{'crops/s':>8} {'ms/face':>10} {'x official':>10}"
-    )
-    for r in [*runs, *([naive] if naive else [])]:
-        x = ratio(r)
-        click.echo(
-            f"{r.procedure:<15} {r.mode:<9} {r.batch:>5} {r.faces:>5} {r.crops:>5} "
-            f"{r.crops_per_s:>8.3f} {r.ms_per_face:>10.0f} {'' if x is None else f'{x:.2f}':>10}"
-        )
-
-
 # -------------------------------------------------------------------------------- bench modes
 
 
@@ -394,7 +284,9 @@ class ModeScores:
 
 
 def score_modes(
-    model: DslFiqa, faces: Sequence[BenchFace], progress: bool = True
+    model: DslFiqa,
+    faces: Sequence[BenchFace],
+    progress: Callable[[str], None] | None = None,
 ) -> list[ModeScores]:
     """Per face: official (RNG seeded 20, continued across faces), fixed5 and center scores.
 
@@ -418,12 +310,11 @@ def score_modes(
                 float(np.std(off.crop_scores, ddof=1)),
             )
         )
-        if progress:
-            click.echo(
+        if progress is not None:
+            progress(
                 f"[{i + 1}/{len(faces)}] {f.label}: official {off.score:.4f} fixed5 "
                 f"{five.score:.4f} center {five.crop_scores[4]:.4f} "
-                f"({time.perf_counter() - t0:.0f}s)",
-                err=True,
+                f"({time.perf_counter() - t0:.0f}s)"
             )
     return out
 
@@ -456,60 +347,3 @@ def mode_agreement(rows: Sequence[ModeScores]) -> dict[str, dict[str, float | No
         "mean_sampling_se": float(crop_std.mean() / np.sqrt(NUM_CROPS_OFFICIAL)),
     }
     return out
-
-
-@click.command("modes")
-@click.option("--faces", type=click.IntRange(min=1), default=8, show_default=True)
-@_model_options
-def modes_cli(faces: int, weights: Path | None, device: str, as_json: bool) -> None:
-    """How far fixed5 and center land from official: SRCC and mean |diff| over faces.
-
-    25 crop forwards per face (official 20 + fixed5 5; center is fixed5's centre crop).
-    """
-    from engines import CheckpointError
-
-    try:
-        model, weights_label = load_bench_model(weights, device)
-    except CheckpointError as exc:
-        raise click.ClickException(str(exc)) from exc
-    click.echo(f"weights: {weights_label}", err=True)
-    rows = score_modes(model, bench_faces(faces))
-    summary = mode_agreement(rows)
-    if as_json:
-        doc = {
-            "weights": weights_label,
-            "faces": [asdict(r) for r in rows],
-            "agreement_with_official": summary,
-        }
-        click.echo(json.dumps(doc, indent=2))
-        return
-    width = max(len(r.label) for r in rows)
-    click.echo(f"{'face':<{width}} {'official':>9} {'fixed5':>9} {'center':>9} {'crop sd':>8}")
-    for r in rows:
-        click.echo(
-            f"{r.label:<{width}} {r.official:>9.4f} {r.fixed5:>9.4f} {r.center:>9.4f} "
-            f"{r.official_crop_std:>8.4f}"
-        )
-    click.echo(f"\n{'vs official':<12} {'SRCC':>7} {'PLCC':>7} {'mean|d|':>8} {'max|d|':>8}")
-    for mode in ("fixed5", "center"):
-        s = summary[mode]
-
-        def fmt(v: float | None, spec: str) -> str:
-            return "n/a" if v is None else format(v, spec)
-
-        click.echo(
-            f"{mode:<12} {fmt(s['srcc'], '7.3f'):>7} {fmt(s['plcc'], '7.3f'):>7} "
-            f"{fmt(s['mean_abs_diff'], '8.4f'):>8} {fmt(s['max_abs_diff'], '8.4f'):>8}"
-        )
-    o = summary["official"]
-    spread = o["score_std_across_faces"]
-    click.echo(
-        f"official: score sd across faces {'n/a' if spread is None else f'{spread:.4f}'}, "
-        f"mean crop-score sd {o['mean_crop_score_std']:.4f}, "
-        f"sampling s.e. of a 20-crop mean {o['mean_sampling_se']:.4f}"
-    )
-    if weights is None:
-        click.echo(
-            "caveat: random (fixture) weights: this measures crop-position sensitivity of an "
-            "untrained network, not agreement of the real model's modes",
-        )

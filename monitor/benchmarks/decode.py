@@ -1,18 +1,15 @@
-"""``fqm bench``: throughput of each stage, printed as a table or JSON (never asserted in tests)."""
+"""Decoding throughput (``fqm bench decode``): one stream, or N copies at once in threads."""
 
 from __future__ import annotations
 
-import json
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
-import click
-
-from pipelines.errors import SourceError
-from pipelines.open import BACKENDS, open_source
+from pipelines.open import open_source
 from pipelines.source import DecodeOptions, Source
 from pipelines.threaded import ThreadedSource
+from pipelines.urls import default_stream_id, mask_url
 
 
 @dataclass(frozen=True)
@@ -36,7 +33,7 @@ class DecodeResult:
 
 
 def bench_decode(
-    path: Path,
+    path: str | Path,
     max_frames: int | None = None,
     *,
     backend: str = "av",
@@ -66,7 +63,7 @@ def bench_decode(
                 break
         wall, cpu = time.perf_counter() - wall0, time.process_time() - cpu0
     decoder = source.stats.decoder_summary
-    return DecodeResult(str(path), backend, width, height, frames, wall, cpu, decoder)
+    return DecodeResult(mask_url(str(path)), backend, width, height, frames, wall, cpu, decoder)
 
 
 @dataclass(frozen=True)
@@ -98,7 +95,7 @@ class ConcurrentRun:
 
 
 def _run_concurrent(
-    path: Path,
+    path: str | Path,
     streams: int,
     max_frames: int | None,
     *,
@@ -112,7 +109,7 @@ def _run_concurrent(
             open_source(
                 path,
                 backend,
-                stream_id=f"{path.stem}-{i}",
+                stream_id=f"{default_stream_id(path)}-{i}",
                 options=options,
                 live=False,
                 hwaccel=hwaccel,
@@ -150,7 +147,7 @@ def _run_concurrent(
 
 
 def bench_streams(
-    path: Path,
+    path: str | Path,
     streams: int,
     max_frames: int | None = None,
     *,
@@ -199,103 +196,3 @@ def streams_report(single: ConcurrentRun, many: ConcurrentRun) -> dict:
         "aggregate_ratio": many.aggregate_fps / single_fps if single_fps else 0.0,
         "per_stream_ratio": mean_per_stream / single_fps if single_fps else 0.0,
     }
-
-
-@click.group("bench")
-def bench_cli() -> None:
-    """Measure the throughput of fqm's stages on this machine."""
-
-
-@bench_cli.command("decode")
-@click.argument("source", type=click.Path(exists=True, dir_okay=False, path_type=Path))
-@click.option("--max-frames", type=click.IntRange(min=1), help="Stop after this many frames.")
-@click.option(
-    "--backend",
-    type=click.Choice(BACKENDS),
-    default="av",
-    show_default=True,
-    help="Decoder: PyAV (FFmpeg) or GStreamer.",
-)
-@click.option("--max-fps", type=click.FloatRange(min=0, min_open=True), help="Decimate to this.")
-@click.option("--max-width", type=click.IntRange(min=2), help="Scale larger pictures down.")
-@click.option("--max-height", type=click.IntRange(min=2), help="Scale larger pictures down.")
-@click.option(
-    "--hwaccel",
-    help="Hardware decoding: 'auto' or a device type (av: cuda, qsv, ...; gst: cuda); "
-    "falls back to software, and the report says which decoder ran.",
-)
-@click.option(
-    "--decoder-threads",
-    type=click.IntRange(min=0),
-    default=0,
-    show_default=True,
-    help="FFmpeg decoder threads per stream (av only); 0: one per core.",
-)
-@click.option(
-    "--streams",
-    type=click.IntRange(min=1),
-    help="Decode this many copies of SOURCE at once, one thread each, after 1 alone; "
-    "report aggregate and per-stream frames/s against the single stream.",
-)
-@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
-def decode_cli(
-    source: Path,
-    max_frames: int | None,
-    backend: str,
-    max_fps: float | None,
-    max_width: int | None,
-    max_height: int | None,
-    hwaccel: str | None,
-    decoder_threads: int,
-    streams: int | None,
-    as_json: bool,
-) -> None:
-    """Decode SOURCE (a video file) to RGB and report frames/s and CPU ms per frame."""
-    options = DecodeOptions(max_fps=max_fps, max_width=max_width, max_height=max_height)
-    kw = {
-        "backend": backend,
-        "options": options,
-        "hwaccel": hwaccel,
-        "decoder_threads": decoder_threads,
-    }
-    try:
-        if streams is not None:
-            single, many = bench_streams(source, streams, max_frames, **kw)
-        else:
-            r = bench_decode(source, max_frames, **kw)
-    except ValueError as exc:
-        if isinstance(exc, SourceError):  # SourceDecodeError is a ValueError too: not usage
-            raise
-        raise click.UsageError(str(exc)) from exc
-    if streams is not None:
-        report = streams_report(single, many)
-        if as_json:
-            click.echo(json.dumps({"source": str(source), "backend": backend, **report}))
-            return
-        click.echo(f"{source.name} ({backend}, {report['decoder']})")
-        click.echo(
-            f"{'streams':>7} {'frames':>7} {'wall s':>7} {'agg fps':>8} {'per-stream fps':>15}"
-        )
-        for run in (single, many):
-            per = run.per_stream_fps
-            click.echo(
-                f"{run.streams:>7} {sum(run.frames):>7} {run.wall_s:>7.2f} "
-                f"{run.aggregate_fps:>8.1f} {min(per):>7.1f}-{max(per):<7.1f}"
-            )
-        click.echo(
-            f"aggregate {report['aggregate_ratio']:.2f}x, per stream "
-            f"{report['per_stream_ratio']:.2f}x of 1 stream"
-        )
-        return
-    if as_json:
-        click.echo(json.dumps({**asdict(r), "fps": r.fps, "cpu_ms_per_frame": r.cpu_ms_per_frame}))
-        return
-    click.echo(
-        f"{'source':<40} {'backend':<7} {'size':>9} {'frames':>6} {'fps':>8} {'cpu ms/f':>8}"
-    )
-    click.echo(
-        f"{source.name:<40} {r.backend:<7} {f'{r.width}x{r.height}':>9} {r.frames:>6} "
-        f"{r.fps:>8.1f} {r.cpu_ms_per_frame:>8.2f}"
-    )
-    if r.decoder:
-        click.echo(f"decoder: {r.decoder}")

@@ -1,0 +1,70 @@
+"""The ``fqm`` command line: one root group, one module per command group.
+
+The root group is the error boundary (:mod:`monitor.cli.errors`): subcommands raise the
+library's own exceptions and never print tracebacks themselves.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import click
+
+from monitor import __version__
+from monitor.cli.assets import assets_cli
+from monitor.cli.bench import bench_cli
+from monitor.cli.doctor import doctor_cli
+from monitor.cli.errors import translate
+from monitor.cli.score import eval_cli, score_cli
+from monitor.cli.train import train_cli
+
+
+class FqmGroup(click.Group):
+    """A group whose subcommands' expected failures print one masked line, not a traceback."""
+
+    def invoke(self, ctx: click.Context) -> object:
+        try:
+            return super().invoke(ctx)
+        except (click.exceptions.Exit, click.exceptions.Abort):
+            raise
+        except Exception as exc:
+            if ctx.params.get("debug"):
+                raise
+            raise translate(exc) from exc
+
+
+@click.group(cls=FqmGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="fqm")
+@click.option(
+    "--debug",
+    is_flag=True,
+    envvar="FQM_DEBUG",
+    help="Show the traceback of a failure instead of one line. [env: FQM_DEBUG]",
+)
+@click.option(
+    "-v",
+    "--verbose",
+    is_flag=True,
+    help="Log more, including the native libraries' own messages (LiteRT, MediaPipe).",
+)
+def cli(debug: bool, verbose: bool) -> None:
+    """fqm: face-quality monitor for video streams."""
+    from monitor.faces.native_logs import configure_native_logs
+
+    configure_native_logs(verbose)
+    logging.basicConfig(
+        level=logging.DEBUG if debug else logging.INFO if verbose else logging.WARNING,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+
+
+cli.add_command(doctor_cli)
+cli.add_command(assets_cli)
+cli.add_command(bench_cli)
+cli.add_command(score_cli)
+cli.add_command(eval_cli)
+cli.add_command(train_cli)
+
+
+def main() -> None:
+    cli(prog_name="fqm")

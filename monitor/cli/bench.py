@@ -1,0 +1,355 @@
+"""``fqm bench decode|faces|quality|modes``: each stage's throughput as a table or JSON.
+
+The measurements live in :mod:`monitor.benchmarks`; numbers are printed, never asserted.
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+from dataclasses import asdict
+from pathlib import Path
+
+import click
+
+from engines.dslfiqa.constants import CROP_MODES, CropMode
+from monitor.cli.errors import FqmError
+from monitor.cli.options import device_option, json_option, weights_option
+from pipelines.open import BACKENDS as DECODE_BACKENDS
+from pipelines.urls import SourceKind, mask_url, source_kind
+
+QUALITY_BACKENDS: tuple[str, ...] = ("torch",)
+BENCH_WEIGHTS_HELP = (
+    "Folder with DE.pt and IQA.pt [default: a seeded random model of the official shape; "
+    "speed does not depend on the values]."
+)
+
+
+class SourceParam(click.ParamType):
+    """A video file that exists, or a stream URL / device; errors never show a password."""
+
+    name = "source"
+
+    def convert(self, value: object, param: click.Parameter | None, ctx: click.Context | None):
+        text = str(value)
+        kind = source_kind(text)
+        if kind is SourceKind.FILE:
+            path = Path(text.removeprefix("file://"))
+            if not path.is_file():
+                what = "is a folder, not a video file" if path.is_dir() else "does not exist"
+                self.fail(f"{mask_url(text)} {what}", param, ctx)
+            return path
+        return text
+
+
+SOURCE = SourceParam()
+
+
+@click.group("bench")
+def bench_cli() -> None:
+    """Measure the throughput of fqm's stages on this machine."""
+
+
+@bench_cli.command("decode")
+@click.argument("source", type=SOURCE)
+@click.option("--max-frames", type=click.IntRange(min=1), help="Stop after this many frames.")
+@click.option(
+    "--backend",
+    type=click.Choice(DECODE_BACKENDS),
+    default="av",
+    show_default=True,
+    help="Decoder: PyAV (FFmpeg) or GStreamer.",
+)
+@click.option("--max-fps", type=click.FloatRange(min=0, min_open=True), help="Decimate to this.")
+@click.option("--max-width", type=click.IntRange(min=2), help="Scale larger pictures down.")
+@click.option("--max-height", type=click.IntRange(min=2), help="Scale larger pictures down.")
+@click.option(
+    "--hwaccel",
+    help="Hardware decoding: 'auto' or a device type (av: cuda, qsv, ...; gst: cuda); "
+    "falls back to software, and the report says which decoder ran.",
+)
+@click.option(
+    "--decoder-threads",
+    type=click.IntRange(min=0),
+    default=0,
+    show_default=True,
+    help="FFmpeg decoder threads per stream (av only); 0: one per core.",
+)
+@click.option(
+    "--streams",
+    type=click.IntRange(min=1),
+    help="Decode this many copies of SOURCE at once, one thread each, after 1 alone; "
+    "report aggregate and per-stream frames/s against the single stream.",
+)
+@json_option
+def decode_cli(
+    source: Path | str,
+    max_frames: int | None,
+    backend: str,
+    max_fps: float | None,
+    max_width: int | None,
+    max_height: int | None,
+    hwaccel: str | None,
+    decoder_threads: int,
+    streams: int | None,
+    as_json: bool,
+) -> None:
+    """Decode SOURCE (a video file or a stream URL) to RGB; report frames/s and CPU ms/frame.
+
+    A stream never ends: give --max-frames.
+    """
+    from monitor.benchmarks.decode import bench_decode, bench_streams, streams_report
+    from pipelines.errors import SourceError
+    from pipelines.source import DecodeOptions
+
+    options = DecodeOptions(max_fps=max_fps, max_width=max_width, max_height=max_height)
+    kw = {
+        "backend": backend,
+        "options": options,
+        "hwaccel": hwaccel,
+        "decoder_threads": decoder_threads,
+    }
+    name = mask_url(str(source))
+    try:
+        if streams is not None:
+            single, many = bench_streams(source, streams, max_frames, **kw)
+        else:
+            r = bench_decode(source, max_frames, **kw)
+    except ValueError as exc:
+        if isinstance(exc, SourceError):  # SourceDecodeError is a ValueError too: not usage
+            raise
+        raise click.UsageError(str(exc)) from exc
+    if streams is not None:
+        report = streams_report(single, many)
+        if as_json:
+            click.echo(json.dumps({"source": name, "backend": backend, **report}))
+            return
+        click.echo(f"{Path(name).name} ({backend}, {report['decoder']})")
+        click.echo(
+            f"{'streams':>7} {'frames':>7} {'wall s':>7} {'agg fps':>8} {'per-stream fps':>15}"
+        )
+        for run in (single, many):
+            per = run.per_stream_fps
+            click.echo(
+                f"{run.streams:>7} {sum(run.frames):>7} {run.wall_s:>7.2f} "
+                f"{run.aggregate_fps:>8.1f} {min(per):>7.1f}-{max(per):<7.1f}"
+            )
+        click.echo(
+            f"aggregate {report['aggregate_ratio']:.2f}x, per stream "
+            f"{report['per_stream_ratio']:.2f}x of 1 stream"
+        )
+        return
+    if as_json:
+        click.echo(json.dumps({**asdict(r), "fps": r.fps, "cpu_ms_per_frame": r.cpu_ms_per_frame}))
+        return
+    click.echo(
+        f"{'source':<40} {'backend':<7} {'size':>9} {'frames':>6} {'fps':>8} {'cpu ms/f':>8}"
+    )
+    click.echo(
+        f"{Path(name).name:<40} {r.backend:<7} {f'{r.width}x{r.height}':>9} {r.frames:>6} "
+        f"{r.fps:>8.1f} {r.cpu_ms_per_frame:>8.2f}"
+    )
+    if r.decoder:
+        click.echo(f"decoder: {r.decoder}")
+
+
+@bench_cli.command("faces")
+@click.argument("source", type=SOURCE)
+@json_option
+@click.option(
+    "--detect-every",
+    type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
+    help="Run the detector on one frame in N (the tracker coasts in between).",
+)
+@click.option("--max-frames", type=click.IntRange(min=1), help="Stop after this many frames.")
+@click.option(
+    "--model",
+    type=click.Choice(["short", "full", "both"]),
+    default="short",
+    show_default=True,
+    help="Detector model.",
+)
+@click.option(
+    "--threads",
+    type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
+    help="CPU threads for LiteRT (landmarks, full-range detection) and torch in this process.",
+)
+def faces_cli(
+    source: Path | str,
+    as_json: bool,
+    detect_every: int,
+    max_frames: int | None,
+    model: str,
+    threads: int,
+) -> None:
+    """Frames/s of face detection, tracking, landmarks and alignment on SOURCE (a video).
+
+    A decode failure part-way prints what was measured up to it, then the error (exit 1).
+    """
+    import torch
+
+    from monitor.benchmarks.faces import bench_faces, format_table
+
+    torch.set_num_threads(threads)  # this command owns its process
+    r = bench_faces(
+        source, detect_every=detect_every, max_frames=max_frames, model=model, threads=threads
+    )
+    click.echo(json.dumps(r.to_json()) if as_json else format_table(r))
+    if r.error is not None:
+        raise FqmError(f"stopped after {r.frames} frames: {r.error}")
+
+
+@bench_cli.command("quality")
+@click.option("--backend", type=click.Choice(QUALITY_BACKENDS), default="torch", show_default=True)
+@click.option(
+    "--mode",
+    "modes",
+    type=click.Choice(CROP_MODES),
+    multiple=True,
+    help="Crop mode(s) to time (repeatable; default: center).",
+)
+@click.option(
+    "--batch",
+    "batches",
+    type=click.IntRange(min=1),
+    multiple=True,
+    help="Crops per forward (repeatable; default: 1).",
+)
+@click.option("--faces", type=click.IntRange(min=1), default=4, show_default=True)
+@click.option(
+    "--naive-faces",
+    type=click.IntRange(min=0),
+    default=1,
+    show_default=True,
+    help="Faces for the naive official baseline (20 crops each); 0 skips it.",
+)
+@weights_option(BENCH_WEIGHTS_HELP)
+@device_option
+@json_option
+def quality_cli(
+    backend: str,
+    modes: tuple[CropMode, ...],
+    batches: tuple[int, ...],
+    faces: int,
+    naive_faces: int,
+    weights: Path | None,
+    device: str,
+    as_json: bool,
+) -> None:
+    """DSL-FIQA crops/s and ms per face, against the official procedure on this machine."""
+    import torch
+
+    from monitor.benchmarks.quality import (
+        SpeedResult,
+        load_bench_model,
+        time_engine,
+        time_official_naive,
+    )
+
+    modes = modes or ("center",)
+    batches = batches or (1,)
+    model, weights_label = load_bench_model(weights, device)
+    pool = _sample_faces(max(faces, naive_faces))
+    log = (lambda m: click.echo(m, err=True)) if as_json else click.echo
+    log(f"weights: {weights_label}")
+    log(f"device: {device}, torch {torch.__version__}, {torch.get_num_threads()} threads")
+    # Warm-up (allocator, kernels) so that the first timed run is not penalised.
+    time_engine(model, pool[:1], "center", 1)
+    runs = [time_engine(model, pool[:faces], m, b) for m in modes for b in batches]
+    naive = time_official_naive(model, pool[:naive_faces]) if naive_faces else None
+
+    def ratio(r: SpeedResult) -> float | None:
+        return naive.ms_per_face / r.ms_per_face if naive else None
+
+    if as_json:
+        doc = {
+            "backend": backend,
+            "device": device,
+            "torch": torch.__version__,
+            "threads": torch.get_num_threads(),
+            "cpu": platform.processor() or platform.machine(),
+            "weights": weights_label,
+            "official_naive": naive.to_json() if naive else None,
+            "runs": [{**r.to_json(), "speedup_vs_official_naive": ratio(r)} for r in runs],
+        }
+        click.echo(json.dumps(doc, indent=2))
+        return
+    click.echo(
+        f"{'procedure':<15} {'mode':<9} {'batch':>5} {'faces':>5} {'crops':>5} "
+        f"{'crops/s':>8} {'ms/face':>10} {'x official':>10}"
+    )
+    for r in [*runs, *([naive] if naive else [])]:
+        x = ratio(r)
+        click.echo(
+            f"{r.procedure:<15} {r.mode:<9} {r.batch:>5} {r.faces:>5} {r.crops:>5} "
+            f"{r.crops_per_s:>8.3f} {r.ms_per_face:>10.0f} {'' if x is None else f'{x:.2f}':>10}"
+        )
+
+
+def _sample_faces(n: int):
+    from monitor.benchmarks.quality import NotEnoughFaces, sample_aligned_faces
+
+    try:
+        return sample_aligned_faces(n)
+    except NotEnoughFaces as exc:
+        raise click.UsageError(str(exc)) from exc
+
+
+@bench_cli.command("modes")
+@click.option("--faces", type=click.IntRange(min=1), default=8, show_default=True)
+@weights_option(BENCH_WEIGHTS_HELP)
+@device_option
+@json_option
+def modes_cli(faces: int, weights: Path | None, device: str, as_json: bool) -> None:
+    """How far fixed5 and center land from official: SRCC and mean |diff| over faces.
+
+    25 crop forwards per face (official 20 + fixed5 5; center is fixed5's centre crop).
+    """
+    from monitor.benchmarks.quality import load_bench_model, mode_agreement, score_modes
+
+    model, weights_label = load_bench_model(weights, device)
+    click.echo(f"weights: {weights_label}", err=True)
+    rows = score_modes(model, _sample_faces(faces), progress=lambda m: click.echo(m, err=True))
+    summary = mode_agreement(rows)
+    if as_json:
+        doc = {
+            "weights": weights_label,
+            "faces": [asdict(r) for r in rows],
+            "agreement_with_official": summary,
+        }
+        click.echo(json.dumps(doc, indent=2))
+        return
+    width = max(len(r.label) for r in rows)
+    click.echo(f"{'face':<{width}} {'official':>9} {'fixed5':>9} {'center':>9} {'crop sd':>8}")
+    for r in rows:
+        click.echo(
+            f"{r.label:<{width}} {r.official:>9.4f} {r.fixed5:>9.4f} {r.center:>9.4f} "
+            f"{r.official_crop_std:>8.4f}"
+        )
+
+    def fmt(v: float | None, spec: str) -> str:
+        return "n/a" if v is None else format(v, spec)
+
+    click.echo(f"\n{'vs official':<12} {'SRCC':>7} {'PLCC':>7} {'mean|d|':>8} {'max|d|':>8}")
+    for mode in ("fixed5", "center"):
+        s = summary[mode]
+        click.echo(
+            f"{mode:<12} {fmt(s['srcc'], '7.3f'):>7} {fmt(s['plcc'], '7.3f'):>7} "
+            f"{fmt(s['mean_abs_diff'], '8.4f'):>8} {fmt(s['max_abs_diff'], '8.4f'):>8}"
+        )
+    o = summary["official"]
+    spread = o["score_std_across_faces"]
+    click.echo(
+        f"official: score sd across faces {'n/a' if spread is None else f'{spread:.4f}'}, "
+        f"mean crop-score sd {o['mean_crop_score_std']:.4f}, "
+        f"sampling s.e. of a 20-crop mean {o['mean_sampling_se']:.4f}"
+    )
+    if weights is None:
+        click.echo(
+            "caveat: random weights: this measures crop-position sensitivity of an untrained "
+            "network, not agreement of the real model's modes",
+        )
