@@ -45,7 +45,7 @@ from engines.dslfiqa.training.contrastive import (
     read_video_frames,
     square_resize,
 )
-from engines.dslfiqa.training.data import sample_rng, train_landmark_vector
+from engines.dslfiqa.training.data import find_split, sample_rng, train_landmark_vector
 from engines.dslfiqa.training.degradations import (
     apply_op,
     blockiness,
@@ -64,6 +64,7 @@ from engines.dslfiqa.training.dual_set import (
 from monitor.assets import asset_path
 from monitor.cli import cli
 from pipelines.av_source import AvFileSource
+from tests.support.clips import cut
 
 TINY = ModelConfig.tiny()
 CARPHONE_FRAMES = 6
@@ -602,6 +603,22 @@ def test_cli_trains_resumes_and_pretrains(dataset_dir: Path, tmp_path: Path) -> 
     assert summary["step"] == 3
     assert summary["epochs"][0]["val"] is not None
 
+    # What --tiny wrote loads in `fqm score` and `fqm eval` (it once failed on 40 shapes).
+    train_split = find_split(dataset_dir, "train")
+    scored = runner.invoke(
+        cli, ["score", str(train_split), "--weights", str(out), "--mode", "center", "--json"]
+    )
+    assert scored.exit_code == 0, scored.output
+    doc = json.loads(scored.stdout)
+    assert doc["model"] == "dslfiqa-tiny"
+    assert doc["faces"]
+    assert all(np.isfinite(f["score"]) for f in doc["faces"])
+    evaluated = runner.invoke(
+        cli, ["eval", str(train_split), "--weights", str(out), "--mode", "center", "--json"]
+    )
+    assert evaluated.exit_code in (0, 1), evaluated.output  # 1: constant tiny predictions
+    assert json.loads(evaluated.stdout)["scored"] == len(doc["faces"])
+
     de_out = tmp_path / "de"
     pair = [str(asset_path("carphone_pristine.mp4")), str(asset_path("carphone_distorted.mp4"))]
     result = runner.invoke(
@@ -643,6 +660,24 @@ def test_cli_trains_resumes_and_pretrains(dataset_dir: Path, tmp_path: Path) -> 
         ],
     )
     assert third.exit_code == 0, third.output
+
+
+def test_cli_refuses_a_pair_that_is_not_frame_aligned(dataset_dir: Path, tmp_path: Path) -> None:
+    base = [
+        "train", "degradation", "--data", str(dataset_dir), "--out", str(tmp_path / "de"),
+        "--tiny", "--steps", "1", "--max-frames", "40",
+    ]  # fmt: skip
+    sizes = [str(asset_path("carphone_pristine.mp4")), str(asset_path("franck.mp4"))]
+    result = CliRunner().invoke(cli, [*base, "--pair", *sizes])
+    assert result.exit_code == 1
+    assert "pictures are 176x144 and" in result.output
+    assert "Traceback" not in result.output
+    short = tmp_path / "short.mp4"
+    cut(asset_path("carphone_pristine.mp4"), short, frames=20)
+    lengths = [str(short), str(asset_path("carphone_distorted.mp4"))]
+    result = CliRunner().invoke(cli, [*base, "--pair", *lengths])
+    assert result.exit_code == 1
+    assert "20 and 40 frames" in result.output
 
 
 def test_cli_explains_a_missing_dataset(tmp_path: Path) -> None:

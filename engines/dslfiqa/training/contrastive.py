@@ -148,13 +148,43 @@ class RealClip:
 def clip_from_video(
     path: str | Path, size: int, clean: str | Path | None = None, max_frames: int | None = None
 ) -> RealClip:
-    frames = [square_resize(f, size) for f in read_video_frames(path, max_frames)]
+    """A really degraded clip; with ``clean``, its frame-aligned pristine twin.
+
+    Twins must have the same picture size and as many frames (up to ``max_frames``): frame
+    ``i`` of one must show frame ``i`` of the other, or the "same content" negatives are not.
+
+    Raises:
+        ValueError: the pair differs in size or length.
+    """
+    raw = read_video_frames(path, max_frames)
     twins = None
     if clean is not None:
-        twins = [square_resize(f, size) for f in read_video_frames(clean, max_frames)]
-        n = min(len(frames), len(twins))
-        frames, twins = frames[:n], twins[:n]
-    return RealClip(tuple(frames), tuple(twins) if twins is not None else None, Path(path).name)
+        clean_raw = read_video_frames(clean, max_frames)
+        check_frame_aligned(clean, clean_raw, path, raw)
+        twins = tuple(square_resize(f, size) for f in clean_raw)
+    frames = tuple(square_resize(f, size) for f in raw)
+    return RealClip(frames, twins, Path(path).name)
+
+
+def check_frame_aligned(
+    clean: str | Path,
+    clean_frames: Sequence[np.ndarray],
+    distorted: str | Path,
+    frames: Sequence[np.ndarray],
+) -> None:
+    """Raise ``ValueError`` unless two decoded clips can be frame-aligned twins."""
+    (h1, w1), (h2, w2) = clean_frames[0].shape[:2], frames[0].shape[:2]
+    if (h1, w1) != (h2, w2):
+        raise ValueError(
+            f"--pair {clean} {distorted}: pictures are {w1}x{h1} and {w2}x{h2}; a pair must be "
+            "the same video at the same size (frame-aligned twins)"
+        )
+    if len(clean_frames) != len(frames):
+        raise ValueError(
+            f"--pair {clean} {distorted}: {len(clean_frames)} and {len(frames)} frames; a pair "
+            "must be the same video frame for frame (trim them to the same frames, or lower "
+            "--max-frames to the shorter one)"
+        )
 
 
 def images_in(folder: str | Path) -> list[Path]:
