@@ -32,7 +32,7 @@ def test_fixture_files_are_in_the_repository_and_small() -> None:
 
 
 def test_fixture_loads_without_any_shared_folder(tmp_path: Path) -> None:
-    """From another working directory, with FQM_SHARED pointing nowhere."""
+    """From another working directory, through the repository's files alone."""
     code = (
         "from tests.support.dslfiqa_fixture import load_fixture, regenerate_weights\n"
         "fix = load_fixture()\n"
@@ -40,7 +40,7 @@ def test_fixture_loads_without_any_shared_folder(tmp_path: Path) -> None:
         "assert tuple(fix['pipeline']['image_uint8_rgb'].shape) == (512, 512, 3)\n"
         "assert len(regenerate_weights('DE')) == 46\n"
     )
-    env = {**os.environ, "FQM_SHARED": "/nonexistent", "PYTHONPATH": str(REPO)}
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
     subprocess.run([sys.executable, "-c", code], check=True, cwd=tmp_path, env=env)
 
 

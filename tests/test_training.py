@@ -7,7 +7,6 @@ template (training only needs their format).
 
 from __future__ import annotations
 
-import ast
 import fractions
 import json
 from collections.abc import Iterator
@@ -330,28 +329,6 @@ def test_degradations_move_the_image_in_the_intended_direction(face: np.ndarray)
     assert laplacian_variance(coded) < sharp
     with pytest.raises(ValueError, match="unknown degradation"):
         apply_op(face, "sepia", 1.0, np.random.default_rng(0))
-
-
-# ---------------------------------------------------------------------------- architecture
-def test_engines_import_neither_pipelines_nor_monitor() -> None:
-    """Engines score pictures; decoding video (pipelines) and running streams (monitor) are
-    their callers' business, so nothing under engines/ may import them."""
-    root = Path(__file__).resolve().parents[1]
-    offenders = []
-    for path in sorted((root / "engines").rglob("*.py")):
-        for node in ast.walk(ast.parse(path.read_text(), str(path))):
-            if isinstance(node, ast.Import):
-                names = [alias.name for alias in node.names]
-            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
-                names = [node.module]
-            else:
-                continue
-            offenders += [
-                f"{path.relative_to(root)}:{node.lineno} imports {name}"
-                for name in names
-                if name.split(".")[0] in ("pipelines", "monitor")
-            ]
-    assert offenders == []
 
 
 # ---------------------------------------------------------------------------- contrastive stage
