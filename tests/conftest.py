@@ -144,3 +144,15 @@ def kafka_topic_factory(
 def kafka_topic(kafka_topic_factory: Callable[..., str]) -> str:
     """A fresh single-partition topic, deleted after the test."""
     return kafka_topic_factory()
+
+
+@pytest.fixture
+def one_torch_thread() -> Iterator[None]:
+    """torch on one thread for the test: small models are dominated by per-op overhead, and
+    more threads on a shared 2-core machine only add contention."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

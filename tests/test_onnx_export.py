@@ -9,7 +9,6 @@ about 7 GB of memory.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -36,12 +35,7 @@ ORT_ATOL = 1e-4  # ONNX Runtime vs PyTorch, tiny model
 FIXTURE_SCORE_TOL = 2e-5  # vs the fixture's official scores (tests/test_dslfiqa_parity.py)
 
 
-@pytest.fixture(autouse=True)
-def one_thread() -> Iterator[None]:
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import fractions
 import json
-from collections.abc import Iterator
 from pathlib import Path
 
 import av
@@ -69,14 +68,7 @@ TINY = ModelConfig.tiny()
 CARPHONE_FRAMES = 6
 
 
-@pytest.fixture(autouse=True)
-def one_thread() -> Iterator[None]:
-    # Tiny models are dominated by per-op overhead; several threads on a shared 2-core
-    # machine only add contention.
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def landmark_template(size: int = 512) -> np.ndarray:
