@@ -36,10 +36,17 @@ class Check:
     required: bool
 
 
+class Unusable(Exception):
+    """A part is not usable here; the message is the whole reason (and the fix)."""
+
+
 def _reason(exc: BaseException) -> str:
-    """The exception's type and first line, once (Kafka errors already start with their type)."""
+    """Our own verdicts as they are; a library's exception with its type and first line, once
+    (Kafka errors already start with their type)."""
     lines = str(exc).strip().splitlines()
     text, name = (lines[0] if lines else ""), type(exc).__name__
+    if isinstance(exc, Unusable):
+        return text
     return text if text.startswith(name) else f"{name}: {text}".rstrip(": ")
 
 
@@ -52,7 +59,7 @@ def check_pyav() -> str:
 
     missing = [c for c in ("h264", "hevc", "mpeg4", "vp9") if c not in av.codecs_available]
     if missing:
-        raise RuntimeError(f"FFmpeg in PyAV lacks decoders: {', '.join(missing)}")
+        raise Unusable(f"FFmpeg in PyAV lacks decoders: {', '.join(missing)}")
     hw = av.codec.hwaccel.hwdevices_available()
     return (
         f"av {av.__version__}, FFmpeg {av.ffmpeg_version_info}; hwaccel built in: {', '.join(hw)}"
@@ -66,7 +73,7 @@ def check_gstreamer() -> str:
     needed = ["uridecodebin", "rtspsrc", "appsink", "videoconvert", "avdec_h264"]
     absent = [e for e in needed if Gst.ElementFactory.find(e) is None]
     if absent:
-        raise RuntimeError(f"GStreamer {Gst.version_string()} lacks elements: {', '.join(absent)}")
+        raise Unusable(f"GStreamer {Gst.version_string()} lacks elements: {', '.join(absent)}")
     nv = [e for e in ("nvh264dec", "nvv4l2decoder") if Gst.ElementFactory.find(e) is not None]
     return f"{Gst.version_string()}; NVIDIA decoders: {', '.join(nv) or 'none'}"
 
@@ -76,10 +83,11 @@ def check_mediapipe() -> str:
     from mediapipe.tasks.python import BaseOptions, vision
 
     from monitor.assets import asset_path
+    from monitor.faces.native_logs import quiet_native_logs
 
     model = asset_path("face_detection_short_range.tflite")
     options = vision.FaceDetectorOptions(base_options=BaseOptions(model_asset_path=str(model)))
-    with vision.FaceDetector.create_from_options(options):
+    with quiet_native_logs(), vision.FaceDetector.create_from_options(options):
         pass
     return f"mediapipe {mp.__version__}; face detector loads from {model.parent}"
 
@@ -100,7 +108,7 @@ def check_cuda() -> str:
 
     if not torch.cuda.is_available():
         built = torch.version.cuda or "none"
-        raise RuntimeError(f"no CUDA device visible to torch (built for CUDA {built})")
+        raise Unusable(f"no CUDA device visible to torch (built for CUDA {built})")
     return ", ".join(torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count()))
 
 
@@ -114,7 +122,7 @@ def check_tensorrt() -> str:
     try:
         import tensorrt as trt
     except ImportError as exc:
-        raise RuntimeError(
+        raise Unusable(
             "TensorRT is not installed (it comes from NVIDIA's package index or NVIDIA's "
             "TensorRT container, see docker-compose.yml's gpu profile)"
         ) from exc
@@ -124,7 +132,7 @@ def check_tensorrt() -> str:
 def check_ffmpeg_cli() -> str:
     exe = shutil.which("ffmpeg")
     if exe is None:
-        raise RuntimeError("ffmpeg CLI not found (apt-get install ffmpeg); only benchmarks need it")
+        raise Unusable("ffmpeg CLI not found (apt-get install ffmpeg); only benchmarks need it")
     out = subprocess.run([exe, "-version"], capture_output=True, text=True, timeout=10).stdout
     return out.splitlines()[0] if out else exe
 
@@ -145,7 +153,7 @@ def kafka_check(bootstrap: Bootstrap | None, timeout_s: float = 10.0) -> Callabl
 
     def check() -> str:
         if bootstrap is None:
-            raise RuntimeError(
+            raise Unusable(
                 "no broker configured (--kafka-bootstrap HOST:PORT or FQM_KAFKA_BOOTSTRAP)"
             )
         from kafka import KafkaAdminClient

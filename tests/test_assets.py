@@ -27,7 +27,6 @@ from monitor.assets import (
     AssetMissing,
     FetchError,
     asset_path,
-    assets_cli,
     assets_dir,
     cache_dir,
     fetch,
@@ -36,6 +35,7 @@ from monitor.assets import (
     status,
     verify,
 )
+from monitor.cli import cli
 
 REPO = Path(__file__).resolve().parents[1]
 MANIFEST = load_manifest()
@@ -242,11 +242,11 @@ def test_corrupted_copy_is_detected_and_repaired(installed: Path, scratch_assets
     assert status(asset) == "CHANGED"
 
     runner = CliRunner()
-    listed = runner.invoke(assets_cli, ["list"])
+    listed = runner.invoke(cli, ["assets", "list"])
     assert listed.exit_code == 0
     row = next(line for line in listed.output.splitlines() if line.startswith(SMALL))
     assert row.split()[-1] == "CHANGED"
-    checked = runner.invoke(assets_cli, ["verify", SMALL])
+    checked = runner.invoke(cli, ["assets", "verify", SMALL])
     assert checked.exit_code == 1
     assert bad_sha in checked.output
 
@@ -292,27 +292,27 @@ def test_wrong_member_fails_fetch_clearly(scratch_assets: Path) -> None:
 
 def test_cli_path_list_and_verify(fetched) -> None:
     runner = CliRunner()
-    result = runner.invoke(assets_cli, ["path", "franck.mp4"])
+    result = runner.invoke(cli, ["assets", "path", "franck.mp4"])
     assert result.exit_code == 0
     assert Path(result.output.strip()) == asset_path("franck.mp4")
-    assert runner.invoke(assets_cli, ["path"]).output.strip() == str(assets_dir())
+    assert runner.invoke(cli, ["assets", "path"]).output.strip() == str(assets_dir())
 
-    listed = runner.invoke(assets_cli, ["list"])
+    listed = runner.invoke(cli, ["assets", "list"])
     assert listed.exit_code == 0
     rows = [line.split() for line in listed.output.splitlines() if not line.startswith("#")]
     assert {r[0] for r in rows} == set(MANIFEST)
     assert {r[-1] for r in rows} == {"ok"}
 
-    checked = runner.invoke(assets_cli, ["verify"])
+    checked = runner.invoke(cli, ["assets", "verify"])
     assert checked.exit_code == 0, checked.output
     assert f"{len(MANIFEST)} asset(s) ok" in checked.output
 
 
 def test_cli_reports_missing_assets(scratch_assets: Path) -> None:
     runner = CliRunner()
-    result = runner.invoke(assets_cli, ["path", "franck.mp4"])
+    result = runner.invoke(cli, ["assets", "path", "franck.mp4"])
     assert result.exit_code == 1
     assert "fqm assets fetch" in result.output
-    checked = runner.invoke(assets_cli, ["verify", "franck.mp4", "t1.jpg"])
+    checked = runner.invoke(cli, ["assets", "verify", "franck.mp4", "t1.jpg"])
     assert checked.exit_code == 1
     assert "2 of 2 asset(s) missing or changed" in checked.output

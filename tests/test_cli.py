@@ -153,3 +153,10 @@ def test_doctor_never_prints_sasl_credentials() -> None:
             out = proc.stdout + proc.stderr
             for fragment in ("s3cr", "p@ss", secret):
                 assert fragment not in out, out
+
+
+def test_doctor_output_is_only_the_report() -> None:
+    """Loading MediaPipe's model once printed LiteRT INFO lines around the table."""
+    proc = fqm("doctor")
+    assert proc.stderr.strip() == "", proc.stderr
+    assert "INFO:" not in proc.stdout
