@@ -353,3 +353,70 @@ def modes_cli(faces: int, weights: Path | None, device: str, as_json: bool) -> N
             "caveat: random weights: this measures crop-position sensitivity of an untrained "
             "network, not agreement of the real model's modes",
         )
+
+
+@bench_cli.command("policy")
+@click.argument("source", type=SOURCE)
+@click.option("--max-frames", type=click.IntRange(min=1), help="Stop after this many frames.")
+@click.option(
+    "--budget",
+    type=click.FloatRange(min=0, min_open=True),
+    help="Cap the policy at this many faces/s of video time [default: no cap].",
+)
+@click.option(
+    "--rescore-interval",
+    type=click.FloatRange(min=0),
+    default=1.0,
+    show_default=True,
+    help="Seconds between routine rescorings of a track.",
+)
+@click.option(
+    "--min-face-size",
+    type=click.FloatRange(min=0),
+    default=32.0,
+    show_default=True,
+    help="Faces smaller than this (px, shorter box side) are never scored.",
+)
+@click.option(
+    "--best-k", type=click.IntRange(min=1), default=3, show_default=True, help="Best frames kept."
+)
+@click.option(
+    "--margin",
+    type=click.FloatRange(min=0),
+    default=0.02,
+    show_default=True,
+    help="Score a candidate must beat a best frame by to replace it.",
+)
+@json_option
+def policy_cli(
+    source: Path,
+    max_frames: int | None,
+    budget: float | None,
+    rescore_interval: float,
+    min_face_size: float,
+    best_k: int,
+    margin: float,
+    as_json: bool,
+) -> None:
+    """How many faces the scoring policy sends to the engine, and the best frames it keeps.
+
+    Runs the face stage on SOURCE and compares the policy with scoring every face. The
+    score is a cheap stand-in computed from the face's signals, not DSL-FIQA: the report
+    measures the policy's selection, not the model's quality.
+    """
+    import torch
+
+    from monitor.benchmarks.policy import bench_policy, format_report
+    from monitor.tracks import PolicyConfig, TrackQualityConfig
+
+    torch.set_num_threads(1)  # the stage only warps crops with torch (see FaceStage)
+    r = bench_policy(
+        source,
+        max_frames=max_frames,
+        policy=PolicyConfig(rescore_interval=rescore_interval, min_face_size=min_face_size),
+        quality=TrackQualityConfig(best_k=best_k, margin=margin, keep_faces=False),
+        budget_faces_per_s=budget,
+    )
+    click.echo(json.dumps(r.to_json(), indent=2) if as_json else format_report(r))
+    if r.error is not None:
+        raise FqmError(f"stopped after {r.frames} frames: {r.error}")
