@@ -271,6 +271,7 @@ class KafkaBroker:
         self._dir: Path | None = None
         self._process: subprocess.Popen[bytes] | None = None
         self._port: int | None = None
+        self._jvm: list[str] | None = None
         self.startup_seconds: float | None = None
         """Seconds from :meth:`start` until the broker answered its first admin request."""
 
@@ -325,6 +326,33 @@ class KafkaBroker:
         """SIGTERM, then SIGKILL after 30 s; remove the temporary directory. Idempotent."""
         atexit.unregister(self.stop)
         self._terminate()
+
+    def kill(self) -> None:
+        """SIGKILL the broker JVM, as a crash would, keeping its data, config and port.
+
+        :meth:`restart` brings it back on the same address with the same data, so a test can
+        show what clients do while the broker is gone. Nothing happens if it is not running.
+        """
+        process = self._process
+        if process is not None and process.poll() is None:
+            process.kill()
+            process.wait()
+
+    def restart(self) -> None:
+        """Start the JVM again on the same port and data directory after :meth:`kill` (or
+        after it exited) and wait until it answers an admin request.
+
+        Raises KafkaBrokerError (with the tail of the broker's log) if it does not answer
+        within the start timeout; the port can have been taken by another process meanwhile.
+        """
+        if self._dir is None or self._jvm is None:
+            raise KafkaBrokerError("the broker was never started: call start() first")
+        if self.poll() is None:
+            raise KafkaBrokerError("the broker is still running: kill() it before restart()")
+        started = time.monotonic()
+        self._spawn()
+        self._wait_ready(started + self._start_timeout_s)
+        self.startup_seconds = time.monotonic() - started
 
     def __enter__(self) -> KafkaBroker:
         return self.start()
@@ -416,20 +444,27 @@ class KafkaBroker:
                 f"{formatted.returncode})\n" + self._diagnostics()
             )
 
-        with console.open("ab") as out:
+        self._jvm = jvm
+        self._spawn()
+
+    def _spawn(self) -> None:
+        """Start the broker JVM on the prepared (formatted) directory and ports."""
+        assert self._dir is not None
+        assert self._jvm is not None
+        with (self._dir / "console.log").open("ab") as out:
             self._process = subprocess.Popen(
                 [
-                    *jvm,
+                    *self._jvm,
                     f"-Xms{self._heap}",
                     f"-Xmx{self._heap}",
                     "-XX:+ExitOnOutOfMemoryError",
                     "kafka.Kafka",
-                    str(properties),
+                    str(self._dir / "server.properties"),
                 ],
                 stdin=subprocess.DEVNULL,
                 stdout=out,
                 stderr=subprocess.STDOUT,
-                cwd=workdir,
+                cwd=self._dir,
                 # Its own session: a Ctrl-C in the terminal reaches Python, which then stops
                 # the broker in order, instead of killing the JVM under a running test.
                 start_new_session=True,
@@ -485,6 +520,7 @@ class KafkaBroker:
         if self._dir is not None:
             shutil.rmtree(self._dir, ignore_errors=True)
         self._dir = None
+        self._jvm = None
         self._port = None
 
 
