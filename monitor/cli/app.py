@@ -13,6 +13,7 @@ import click
 from monitor import __version__
 from monitor.cli.assets import assets_cli
 from monitor.cli.bench import bench_cli
+from monitor.cli.consume import consume_cli
 from monitor.cli.doctor import doctor_cli
 from monitor.cli.errors import translate
 from monitor.cli.score import eval_cli, score_cli
@@ -64,6 +65,7 @@ cli.add_command(bench_cli)
 cli.add_command(score_cli)
 cli.add_command(eval_cli)
 cli.add_command(train_cli)
+cli.add_command(consume_cli)
 
 
 def main() -> None:

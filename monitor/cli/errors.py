@@ -29,6 +29,7 @@ EXPECTED: tuple[tuple[str, str], ...] = (
     ("engines.weights", "DeviceError"),
     ("engines.export", "ExportError"),
     ("monitor.assets", "AssetError"),
+    ("monitor.delivery.consumer", "ConsumeError"),
 )
 #: Exit status of an unexpected exception (sysexits.h EX_SOFTWARE).
 EXIT_INTERNAL = 70
