@@ -23,6 +23,7 @@ from engines.dslfiqa.preprocess import (
     CropMode,
     crop_images,
     crop_offsets,
+    crop_score_mean,
     landmark_vectors,
     normalize_image,
     resize_face,
@@ -161,11 +162,8 @@ class DslFiqa(nn.Module):
                 for i in range(0, len(offsets), self.max_batch)
             ]
         ).numpy()
-        total = np.float32(0)
-        for s in scores:  # sequential float32 sum, as the official script
-            total = np.float32(total + s)
         return FaceScore(
-            score=float(total / np.float32(len(scores))),
+            score=crop_score_mean(scores),
             crop_scores=scores,
             crops_top_left=offsets,
             mode=mode,

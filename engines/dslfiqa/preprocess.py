@@ -139,3 +139,11 @@ def landmark_vectors(
     return np.stack(
         [landmark_vector(landmarks_xy, t, lft, crop_size) for t, lft in offsets.tolist()]
     )
+
+
+def crop_score_mean(crop_scores: np.ndarray) -> float:
+    """A face's score from its crop scores: sequential float32 sum / K, as the official script."""
+    total = np.float32(0)
+    for s in np.asarray(crop_scores, dtype=np.float32):
+        total = np.float32(total + s)
+    return float(total / np.float32(len(crop_scores)))

@@ -9,7 +9,7 @@ Example:
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +18,7 @@ import onnxruntime as ort
 
 from engines.dslfiqa.config import ModelConfig
 from engines.dslfiqa.variants import ModelVariant, get_variant, variant_for_config
+from engines.quality_engine import CropEngine, EngineInfo, check_mode, make_rng
 from engines.runtimes import INPUT_NAMES, META_CONFIG, OUTPUT_NAMES
 
 DEFAULT_PROVIDERS: tuple[str, ...] = ("CPUExecutionProvider",)
@@ -133,3 +134,66 @@ class OrtQualityEngine:
             )
         (scores,) = self.session.run(list(OUTPUT_NAMES), {"crops": x, "landmarks": lm})
         return scores
+
+
+class OrtFaceEngine(CropEngine):
+    """An :class:`OrtQualityEngine` behind the QualityEngine interface (``score_faces``).
+
+    Args:
+        path: ONNX file from :func:`engines.export.export_onnx` (with its variant metadata,
+            or pass ``variant``).
+        providers / intra_op_threads: as :class:`OrtQualityEngine`.
+        max_batch: crops per run.
+        mode: default crop mode.
+        seed: the ``official`` crops' RandomState (int or state); continues across calls.
+        variant: the variant the file must be; ``None`` = the one recorded in it.
+        on_close: called once by :meth:`close` (e.g. to remove a temporary export).
+    """
+
+    backend_name = "onnxruntime"
+
+    def __init__(
+        self,
+        path: str | Path,
+        providers: Sequence[str] = DEFAULT_PROVIDERS,
+        intra_op_threads: int | None = None,
+        *,
+        max_batch: int = 8,
+        mode: str = "center",
+        seed: int | np.random.RandomState | None = None,
+        variant: str | ModelVariant | None = None,
+        on_close: Callable[[], None] | None = None,
+    ):
+        self._on_close = on_close
+        self.runtime: OrtQualityEngine | None = OrtQualityEngine(
+            path, providers=providers, intra_op_threads=intra_op_threads, variant=variant
+        )
+        if self.runtime.variant is None:
+            raise ValueError(
+                f"{path} records no model variant (not written by export_onnx); pass variant="
+            )
+        self.variant = self.runtime.variant
+        check_mode(self.variant, mode)
+        fixed = self.runtime.fixed_batch
+        self.max_batch = max_batch if fixed is None else fixed
+        self._rng = make_rng(seed)
+        self.info = EngineInfo(
+            variant=self.variant.name,
+            mode=mode,
+            backend=self.backend_name,
+            device=",".join(self.runtime.providers),
+            precision="fp32",
+        )
+
+    def score_crops(self, crops: Any, landmark_vectors: Any) -> np.ndarray:
+        """As :meth:`OrtQualityEngine.score_crops`."""
+        if self.runtime is None:
+            raise RuntimeError("this onnxruntime engine is closed; open a new one with open_engine")
+        return self.runtime.score_crops(crops, landmark_vectors)
+
+    def close(self) -> None:
+        """Drop the session and run ``on_close`` (once)."""
+        self.runtime = None
+        if self._on_close is not None:
+            callback, self._on_close = self._on_close, None
+            callback()
