@@ -258,7 +258,7 @@ def bench_jsonl(records: list[Record], events: int, per_obs: float, out: Path) -
 def bench_kafka(
     records: list[Record], events: int, per_obs: float, bootstrap: str, topics: Topics
 ) -> SinkResult:
-    """Publish through a :class:`KafkaSink` (default settings: gzip, linger 10 ms, acks=all)
+    """Publish through a :class:`KafkaSink` (default settings: lz4, linger 10 ms, acks=all)
     to fresh single-partition topics, deleted afterwards."""
     from kafka import KafkaAdminClient
 
