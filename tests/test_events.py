@@ -18,6 +18,7 @@ from uuid import UUID, uuid4
 import numpy as np
 import pytest
 from jsonschema import Draft202012Validator, FormatChecker
+from kafka.consumer.fetcher import ConsumerRecord
 from PIL import Image
 from referencing import Registry, Resource
 
@@ -119,6 +120,12 @@ def test_every_kind_round_trips_and_validates(kind: str, validators) -> None:
     }
     assert parse(record) == event
     assert parse((record.topic, record.key, record.value, list(record.headers))) == event
+    # What kafka-python's consumer yields: a namedtuple of 13 fields, read by name.
+    consumed = ConsumerRecord(
+        record.topic, 0, -1, 7, 0, 0, record.key, record.value, list(record.headers),
+        None, len(record.key), len(record.value), -1,
+    )  # fmt: skip
+    assert parse(consumed) == event
     assert _errors(validators[kind], json.loads(record.value)) == []
 
 

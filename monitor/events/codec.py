@@ -421,7 +421,8 @@ class InlineCrop:
 
 
 def _parts(message: Message) -> tuple[str, bytes | None, bytes, dict[str, bytes]]:
-    if isinstance(message, tuple):
+    # A plain 4-tuple; a ConsumerRecord is a namedtuple too, but of 13 fields: read by name.
+    if isinstance(message, tuple) and not hasattr(message, "_fields"):
         topic, key, value, headers = message
     else:
         topic, key, value, headers = message.topic, message.key, message.value, message.headers
