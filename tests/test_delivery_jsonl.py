@@ -20,8 +20,7 @@ from monitor.delivery.jsonl_sink import (
     rotated_path,
     stream_dir_name,
 )
-from monitor.delivery.kafka_sink import SinkClosedError
-from monitor.delivery.record import Record
+from monitor.delivery.record import Record, SinkClosedError
 from monitor.events import (
     BestFrameEvent,
     FaceObservationEvent,

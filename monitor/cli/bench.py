@@ -1,4 +1,4 @@
-"""``fqm bench decode|faces|quality|modes``: each stage's throughput as a table or JSON.
+"""``fqm bench decode|faces|quality|modes|policy|sink``: each stage's throughput, table or JSON.
 
 The measurements live in :mod:`monitor.benchmarks`; numbers are printed, never asserted.
 """

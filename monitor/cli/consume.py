@@ -13,24 +13,13 @@ from pathlib import Path
 
 import click
 
-from monitor.cli.options import json_option
-
-
-def _bootstrap(ctx: click.Context, param: click.Parameter, value: str | None):
-    if value is None:
-        return None
-    from monitor.kafka_bootstrap import BootstrapError, parse_bootstrap
-
-    try:
-        return parse_bootstrap(value)
-    except BootstrapError as exc:
-        raise click.BadParameter(str(exc), ctx=ctx, param=param) from exc
+from monitor.cli.options import json_option, parse_bootstrap_option
 
 
 @click.command("consume")
 @click.option(
     "--bootstrap",
-    callback=_bootstrap,
+    callback=parse_bootstrap_option,
     metavar="HOST:PORT",
     help="Kafka bootstrap servers (SASL_SSL://user:password@host:port allowed; never printed).",
 )

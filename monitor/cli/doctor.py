@@ -9,17 +9,7 @@ from dataclasses import asdict
 import click
 
 from monitor import __version__
-from monitor.cli.options import json_option
-from monitor.kafka_bootstrap import BootstrapError, parse_bootstrap
-
-
-def _bootstrap(ctx: click.Context, param: click.Parameter, value: str | None):
-    if value is None or not value.strip():
-        return None
-    try:
-        return parse_bootstrap(value)
-    except BootstrapError as exc:
-        raise click.BadParameter(str(exc), ctx=ctx, param=param) from exc
+from monitor.cli.options import json_option, parse_bootstrap_option
 
 
 @click.command("doctor")
@@ -27,7 +17,7 @@ def _bootstrap(ctx: click.Context, param: click.Parameter, value: str | None):
     "--kafka-bootstrap",
     envvar="FQM_KAFKA_BOOTSTRAP",
     metavar="[PROTOCOL://[USER:PASSWORD@]]HOST:PORT[,...]",
-    callback=_bootstrap,
+    callback=parse_bootstrap_option,
     help="Also check that these Kafka brokers answer. [env: FQM_KAFKA_BOOTSTRAP]",
 )
 @click.option(

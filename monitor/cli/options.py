@@ -55,3 +55,16 @@ device_option = click.option(
     callback=_check_device,
     help="Torch device: cpu, cuda or cuda:N.",
 )
+
+
+def parse_bootstrap_option(ctx: click.Context, param: click.Parameter, value: str | None):
+    """Callback for a Kafka bootstrap option: a parsed ``Bootstrap`` (None when unset); a bad
+    string is a usage error that never echoes the credentials."""
+    if value is None or not value.strip():
+        return None
+    from monitor.kafka_bootstrap import BootstrapError, parse_bootstrap
+
+    try:
+        return parse_bootstrap(value)
+    except BootstrapError as exc:
+        raise click.BadParameter(str(exc), ctx=ctx, param=param) from exc

@@ -27,8 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from uuid import UUID
 
-from monitor.delivery.kafka_sink import SinkClosedError
-from monitor.delivery.record import Record
+from monitor.delivery.record import Record, SinkClosedError
 from monitor.events.codec import (
     HEADER_CONTENT_TYPE,
     HEADER_CROP_ID,

@@ -29,6 +29,10 @@ class Record:
         return len(self.key) + len(self.value) + sum(len(k) + len(v) for k, v in self.headers)
 
 
+class SinkClosedError(RuntimeError):
+    """``publish`` after ``close`` (or after a stop was requested by a signal handler)."""
+
+
 class Sink(Protocol):
     """Delivers records. ``publish`` never blocks for long and never drops silently: a record
     is delivered, spooled, or counted as failed with a reason. ``flush`` waits until every
