@@ -6,15 +6,18 @@ cd "$(dirname "$0")/.."
 source scripts/common.sh
 FQM=.venv/bin/fqm
 
-log "1/3 what is usable on this machine"
+log "1/4 what is usable on this machine"
 "$FQM" doctor ${FQM_KAFKA_BOOTSTRAP:+--kafka-bootstrap "$FQM_KAFKA_BOOTSTRAP"}
 
 video=$("$FQM" assets path franck.mp4)
-log "2/3 decoding $video"
+log "2/4 decoding $video"
 "$FQM" bench decode "$video"
 
-log "3/3 detecting, tracking, landmarking and aligning faces in the first 600 frames"
+log "3/4 detecting, tracking, landmarking and aligning faces in the first 600 frames"
 "$FQM" bench faces "$video" --max-frames 600
+
+log "4/4 events through the sinks (local JSONL files${FQM_KAFKA_BOOTSTRAP:+, and the Kafka broker of FQM_KAFKA_BOOTSTRAP})"
+"$FQM" bench sink --events 5000 ${FQM_KAFKA_BOOTSTRAP:+--bootstrap "$FQM_KAFKA_BOOTSTRAP"}
 
 if [[ -n "${FQM_WEIGHTS:-}" ]]; then
   log "quality model: DSL-FIQA speed with the checkpoints in $FQM_WEIGHTS"
