@@ -42,6 +42,7 @@ from monitor.events import (
     to_records,
     utc_now,
 )
+from monitor.kafka_bootstrap import Bootstrap, parse_bootstrap
 
 #: A local broker must take at least this many events/s.
 GOAL_KAFKA_EVENTS_PER_S = 5_000
@@ -93,6 +94,8 @@ class SinkResult:
 class SinkBenchReport:
     """Everything ``fqm bench sink`` prints."""
 
+    topics_prefix: str  # the records' topics: PREFIX.faces, PREFIX.best, ...
+    jsonl_out: str | None  # where the JSONL sink's output was kept, if it was
     mix: dict[str, int]
     records: int
     bytes: int
@@ -256,16 +259,15 @@ def bench_jsonl(records: list[Record], events: int, per_obs: float, out: Path) -
 
 
 def bench_kafka(
-    records: list[Record], events: int, per_obs: float, bootstrap: str, topics: Topics
+    records: list[Record], events: int, per_obs: float, bootstrap: Bootstrap, topics: Topics
 ) -> SinkResult:
     """Publish through a :class:`KafkaSink` (default settings: lz4, linger 10 ms, acks=all)
     to fresh single-partition topics, deleted afterwards."""
     from kafka import KafkaAdminClient
 
     from monitor.delivery.kafka_sink import KafkaSink, TopicSpec, ensure_topics
-    from monitor.kafka_bootstrap import parse_bootstrap
 
-    parsed = parse_bootstrap(bootstrap)
+    parsed = bootstrap
     names = sorted({r.topic for r in records})
     ensure_topics(parsed, [TopicSpec(n, partitions=1, replication_factor=1) for n in names])
     spool = Path(tempfile.mkdtemp(prefix="fqm-bench-spool-"))
@@ -299,12 +301,15 @@ def bench_kafka(
 
 
 def bench_sink(
-    mix: EventMix | None = None, bootstrap: str | None = None, out: Path | None = None
+    mix: EventMix | None = None, bootstrap: Bootstrap | str | None = None, out: Path | None = None
 ) -> SinkBenchReport:
     """Measure the JSONL sink (into ``out``, or a temporary folder removed afterwards) and,
     with ``bootstrap``, the Kafka sink (topics ``fqm-bench-<random>.*``, deleted after)."""
     mix = mix or EventMix()
-    topics = Topics.prefixed(f"fqm-bench-{uuid.uuid4().hex[:8]}")
+    prefix = f"fqm-bench-{uuid.uuid4().hex[:8]}"
+    topics = Topics.prefixed(prefix)
+    if isinstance(bootstrap, str):
+        bootstrap = parse_bootstrap(bootstrap)
     records, events, per_obs = build_records(mix, topics)
     crop_sizes = [r.size for r in records if r.topic == topics.crops]
     results = []
@@ -317,6 +322,8 @@ def bench_sink(
     if bootstrap is not None:
         results.append(bench_kafka(records, events, per_obs, bootstrap, topics))
     return SinkBenchReport(
+        topics_prefix=prefix,
+        jsonl_out=None if out is None else str(out),
         mix=asdict(mix),
         records=len(records),
         bytes=sum(r.size for r in records),
@@ -362,4 +369,9 @@ def format_report(r: SinkBenchReport) -> str:
         lines.append(f"  {s.sink}: " + ", ".join(verdicts))
     if all(s.sink != "kafka" for s in r.sinks):
         lines.append("  kafka: not measured (give --bootstrap HOST:PORT)")
+    if r.jsonl_out is not None:
+        lines.append(
+            f"JSONL output kept in {r.jsonl_out}; read it back with: fqm consume --from-dir "
+            f"{r.jsonl_out} --topics-prefix {r.topics_prefix}"
+        )
     return "\n".join(lines)

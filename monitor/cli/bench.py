@@ -14,7 +14,12 @@ import click
 
 from engines.dslfiqa.constants import CROP_MODES, CropMode
 from monitor.cli.errors import FqmError
-from monitor.cli.options import device_option, json_option, weights_option
+from monitor.cli.options import (
+    device_option,
+    json_option,
+    parse_bootstrap_option,
+    weights_option,
+)
 from pipelines.open import BACKENDS as DECODE_BACKENDS
 from pipelines.urls import SourceKind, mask_url, source_kind
 
@@ -426,6 +431,7 @@ def policy_cli(
 @click.option(
     "--bootstrap",
     metavar="HOST:PORT",
+    callback=parse_bootstrap_option,
     help="Also measure the Kafka sink against this broker (temporary topics, deleted after).",
 )
 @click.option(
@@ -437,7 +443,7 @@ def policy_cli(
     help="Keep the JSONL sink's output in this (new) folder [default: a temporary one].",
 )
 @json_option
-def sink_cli(bootstrap: str | None, events: int, out: Path | None, as_json: bool) -> None:
+def sink_cli(bootstrap, events: int, out: Path | None, as_json: bool) -> None:
     """Events/s, MB/s and CPU ms per 1,000 events through the JSONL and Kafka sinks.
 
     Face observations with a best-frame update (and its JPEG crop) every 30 and a track
@@ -446,13 +452,7 @@ def sink_cli(bootstrap: str | None, events: int, out: Path | None, as_json: bool
     < 10 % of a core at a 720p30 stream's 30 observations/s.
     """
     from monitor.benchmarks.sink import EventMix, bench_sink, format_report
-    from monitor.kafka_bootstrap import BootstrapError, parse_bootstrap
 
-    if bootstrap is not None:
-        try:
-            parse_bootstrap(bootstrap)
-        except BootstrapError as exc:
-            raise click.BadParameter(str(exc), param_hint="--bootstrap") from exc
     if out is not None and out.exists() and any(out.iterdir()):
         raise click.BadParameter(f"{out} is not empty; give a new folder", param_hint="--out")
     r = bench_sink(EventMix(events=events), bootstrap=bootstrap, out=out)
