@@ -112,47 +112,44 @@ class ModelVariant:
 
     @classmethod
     def from_config(
-        cls, config: ModelConfig, *, name: str | None = None, description: str = ""
+        cls,
+        config: ModelConfig,
+        *,
+        name: str | None = None,
+        description: str = "",
+        license: str = OWN_WEIGHTS_LICENSE,
     ) -> ModelVariant:
-        """An unregistered variant for a config of your own (e.g. a custom training run)."""
+        """The variant of ``config`` (sizes read from it); unnamed, an unregistered one of
+        your own (e.g. a custom training run)."""
         return cls(
             name=name or f"custom:{config.name}",
             description=description or f"unregistered model config {config.name!r}",
             config=config,
             image_size=config.image_size,
             crop_size=config.crop_size,
-            license=OWN_WEIGHTS_LICENSE,
+            license=license,
         )
-
-
-def _official() -> ModelVariant:
-    cfg = ModelConfig.official()
-    return ModelVariant(
-        name="dslfiqa",
-        description="DSL-FIQA (CVPR 2024) as released: ViT-B/16-384, 20 random 384 crops",
-        config=cfg,
-        image_size=cfg.image_size,
-        crop_size=cfg.crop_size,
-        license=OFFICIAL_LICENSE,
-    )
-
-
-def _tiny() -> ModelVariant:
-    cfg = ModelConfig.tiny()
-    return ModelVariant(
-        name="dslfiqa-tiny",
-        description="same keys as dslfiqa, tiny widths, 64 crops of a 96 face: CPU smoke tests",
-        config=cfg,
-        image_size=cfg.image_size,
-        crop_size=cfg.crop_size,
-        license=OWN_WEIGHTS_LICENSE,
-    )
 
 
 # The registry: an explicit dict, in listing order. ``dslfiqa-lite`` (a distilled model for
 # the stream path) is registered here by the issue that builds and trains it; until its
 # weights exist there is no entry.
-VARIANTS: dict[str, ModelVariant] = {v.name: v for v in (_official(), _tiny())}
+VARIANTS: dict[str, ModelVariant] = {
+    v.name: v
+    for v in (
+        ModelVariant.from_config(
+            ModelConfig.official(),
+            name="dslfiqa",
+            description="DSL-FIQA (CVPR 2024) as released: ViT-B/16-384, 20 random 384 crops",
+            license=OFFICIAL_LICENSE,
+        ),
+        ModelVariant.from_config(
+            ModelConfig.tiny(),
+            name="dslfiqa-tiny",
+            description="same keys as dslfiqa, tiny widths, 64 crops of a 96 face: CPU smoke tests",
+        ),
+    )
+}
 
 
 def list_variants() -> list[str]:
