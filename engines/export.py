@@ -15,6 +15,15 @@ branch over the batch and reshapes with ``-1`` / ``shape[0]``. The trace is made
 not 1, so a size-1 dimension cannot be folded into a constant that matches the batch by
 accident; :func:`check_parity` then runs the exported file at other batch sizes.
 
+fp16 (``export_onnx(..., precision="fp16")``): a half-precision copy of the model is traced
+inside a wrapper that casts the float32 inputs to float16 and the score back to float32, so
+the graph's weights and activations are float16 while its interface stays the float32 one
+above (the same ``crops``/``landmarks``/``scores`` names, shapes and types); the file
+records ``fqm.precision`` = ``fp16``. ONNX Runtime's CPU provider runs it: for the nodes it
+has no float16 kernel for, ONNX Runtime itself inserts casts and computes them in float32,
+so on a CPU fp16 halves the file and the weights' memory but is not faster. Tolerance vs
+torch fp32: :data:`FP16_PARITY_ATOL` (docs/engines.md).
+
 Example:
     >>> path = export_onnx(model, "dslfiqa.onnx")  # doctest: +SKIP
     >>> check_parity(model, path, batch_sizes=(1, 3))  # doctest: +SKIP
@@ -23,6 +32,7 @@ Example:
 
 from __future__ import annotations
 
+import copy
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
@@ -30,6 +40,7 @@ from pathlib import Path
 import numpy as np
 import onnx
 import torch
+from torch import nn
 
 from engines.dslfiqa.model import DslFiqa
 from engines.dslfiqa.model import crop_size_of as _iqa_crop_size
@@ -38,8 +49,11 @@ from engines.dslfiqa.variants import variant_for_config
 from engines.runtimes import INPUT_NAMES, META_CONFIG, META_VARIANT, OUTPUT_NAMES
 
 __all__ = [
+    "EXPORT_PRECISIONS",
+    "FP16_PARITY_ATOL",
     "INPUT_NAMES",
     "META_CONFIG",
+    "META_PRECISION",
     "META_VARIANT",
     "OUTPUT_NAMES",
     "ExportError",
@@ -55,6 +69,13 @@ TRACE_BATCH = 2
 # Default parity tolerance of the exported graph vs PyTorch on CPU, float32 scores in [0,1].
 # Observed: 0 (tiny) and 4.8e-7 (official size); the margin covers other CPUs' kernels.
 PARITY_ATOL = 1e-4
+# Same for an fp16 export (float16 weights and activations) vs PyTorch fp32, ONNX Runtime
+# CPU. Observed on random inputs: 1.4e-4 (tiny, test init, batches 1-5), 1.1e-3 (tiny,
+# random benchmark weights, batches 1-8), 9.7e-4 (official size, random benchmark weights,
+# batches 1-2); about 5x margin. See docs/engines.md.
+FP16_PARITY_ATOL = 5e-3
+EXPORT_PRECISIONS: tuple[str, ...] = ("fp32", "fp16")
+META_PRECISION = "fqm.precision"  # engines.runtimes.onnxruntime reads the same key
 
 
 class ExportError(RuntimeError):
@@ -82,6 +103,7 @@ def export_onnx(
     path: str | Path,
     opset: int = DEFAULT_OPSET,
     dynamic_batch: bool = True,
+    precision: str = "fp32",
 ) -> Path:
     """Write ``model`` as a single ONNX file and validate it with ``onnx.checker``.
 
@@ -92,6 +114,8 @@ def export_onnx(
         opset: ONNX opset version (>= 14, for the attention op's symbolic).
         dynamic_batch: ``True`` makes axis 0 of every input and output the symbolic
             dimension ``batch``; ``False`` fixes it to 2.
+        precision: ``fp32``, or ``fp16``: float16 weights and activations behind float32
+            inputs and output (module docstring); ``model`` itself is not changed.
 
     Returns:
         The path written.
@@ -102,17 +126,20 @@ def export_onnx(
     """
     if opset < 14:
         raise ValueError(f"opset {opset} is too old: the attention blocks need opset >= 14")
+    if precision not in EXPORT_PRECISIONS:
+        raise ValueError(f"ONNX export precision {precision!r}; choose one of {EXPORT_PRECISIONS}")
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     axes = {name: {0: BATCH_AXIS} for name in (*INPUT_NAMES, *OUTPUT_NAMES)}
     was_training = model.training
     model.eval()
+    traced: nn.Module = model if precision == "fp32" else _Float16Graph(model)
     try:
         with warnings.catch_warnings():
             # The legacy exporter is chosen deliberately (module docstring).
             warnings.filterwarnings("ignore", category=DeprecationWarning)
             torch.onnx.export(
-                model,
+                traced,
                 example_inputs(model),
                 str(path),
                 input_names=list(INPUT_NAMES),
@@ -124,17 +151,30 @@ def export_onnx(
             )
     finally:
         model.train(was_training)
-    _write_metadata(path, model)
+        del traced
+    _write_metadata(path, model, precision)
     check_onnx(path, crop_size_of(model), dynamic_batch)
     return path
 
 
-def _write_metadata(path: Path, model: DslFiqa) -> None:
-    """Record the variant and its model config in the file (``metadata_props``)."""
+class _Float16Graph(nn.Module):
+    """A float16 copy of ``model`` behind float32 inputs and output (traced for fp16)."""
+
+    def __init__(self, model: DslFiqa):
+        super().__init__()
+        self.model = copy.deepcopy(model).half().eval()
+
+    def forward(self, crops: torch.Tensor, landmarks: torch.Tensor) -> torch.Tensor:
+        return self.model(crops.half(), landmarks.half()).float()
+
+
+def _write_metadata(path: Path, model: DslFiqa, precision: str = "fp32") -> None:
+    """Record the variant, its model config and the precision in the file."""
     proto = onnx.load(str(path))
     props = {p.key: p.value for p in proto.metadata_props}
     props[META_VARIANT] = variant_for_config(model.config).name
     props[META_CONFIG] = model.config.to_json()
+    props[META_PRECISION] = precision
     onnx.helper.set_model_props(proto, props)
     onnx.save(proto, str(path))
 
@@ -170,10 +210,12 @@ def check_parity(
     model: DslFiqa,
     path: str | Path,
     batch_sizes: Sequence[int] = (1, 3),
-    atol: float = PARITY_ATOL,
+    atol: float | None = None,
     providers: Sequence[str] = ("CPUExecutionProvider",),
 ) -> dict[int, float]:
     """Score random inputs with ``model`` and with ONNX Runtime on ``path``, per batch size.
+
+    ``atol`` ``None`` = :data:`PARITY_ATOL`, or :data:`FP16_PARITY_ATOL` for an fp16 file.
 
     Returns:
         {batch size: max abs score deviation}.
@@ -184,6 +226,8 @@ def check_parity(
     from engines.runtimes.onnxruntime import OrtQualityEngine
 
     engine = OrtQualityEngine(path, providers=providers)
+    if atol is None:
+        atol = FP16_PARITY_ATOL if engine.precision == "fp16" else PARITY_ATOL
     devs: dict[int, float] = {}
     for b in batch_sizes:
         crops, landmarks = example_inputs(model, b, seed=b)

@@ -5,6 +5,11 @@ the tiny model (observed 0) and against the in-repository fixture's official sco
 parity suite's SCORE_TOL; observed 3.6e-7). The official-size test is ``slow``: about 55 s
 on 2 CPU cores (weights 10 s, export + checker 38 s for a 924 MB file, 3 crops 14 s) and
 about 7 GB of memory.
+
+fp16 exports (float16 graph, float32 interface) vs PyTorch fp32: ``FP16_PARITY_ATOL`` = 5e-3
+(observed 1.4e-4 on the tiny test model, 1.1e-3 on tiny random benchmark weights, 9.7e-4
+at official size). The official-size fp16 test is ``slow``: about 4.5 min on the shared
+2 cores (deep copy, half, trace, checker; then one 384 crop per batch size).
 """
 
 from __future__ import annotations
@@ -20,6 +25,8 @@ import torch
 from engines.dslfiqa.model import DslFiqa, load_dslfiqa
 from engines.dslfiqa.training import ModelConfig
 from engines.export import (
+    FP16_PARITY_ATOL,
+    META_PRECISION,
     ExportError,
     check_onnx,
     check_parity,
@@ -166,3 +173,82 @@ def test_official_size_export_matches_fixture_scores(tmp_path: Path) -> None:
     # Batch 1 from the file traced at batch 2: the dynamic axis holds at full size too.
     one = engine.score_crops(inputs["image"][:1], inputs["landmark_vector"][:1])
     np.testing.assert_allclose(one, ref[:1], rtol=0, atol=FIXTURE_SCORE_TOL)
+
+
+# ------------------------------------------------------------------------------ fp16 variant
+
+
+@pytest.fixture(scope="module")
+def tiny_fp16_onnx(tiny_model: DslFiqa, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return export_onnx(
+        tiny_model, tmp_path_factory.mktemp("onnx16") / "tiny16.onnx", precision="fp16"
+    )
+
+
+def test_fp16_export_keeps_a_float32_interface_around_float16_weights(
+    tiny_fp16_onnx: Path, tiny_onnx: Path
+) -> None:
+    onnx.checker.check_model(str(tiny_fp16_onnx), full_check=True)
+    proto = onnx.load(str(tiny_fp16_onnx))
+    graph = proto.graph
+    s = TINY.crop_size
+    assert [(v.name, _dims(v)) for v in (*graph.input, *graph.output)] == [
+        ("crops", ["batch", 3, s, s]),
+        ("landmarks", ["batch", 500]),
+        ("scores", ["batch"]),
+    ]
+    for v in (*graph.input, *graph.output):
+        assert v.type.tensor_type.elem_type == onnx.TensorProto.FLOAT
+    types = [t.data_type for t in graph.initializer if len(t.dims) >= 2]
+    assert types
+    assert all(t == onnx.TensorProto.FLOAT16 for t in types)
+    assert {p.key: p.value for p in proto.metadata_props}[META_PRECISION] == "fp16"
+    assert tiny_fp16_onnx.stat().st_size < 0.6 * tiny_onnx.stat().st_size
+
+
+def test_fp16_export_runs_on_ort_cpu_within_the_fp16_tolerance(
+    tiny_model: DslFiqa, tiny_fp16_onnx: Path
+) -> None:
+    engine = OrtQualityEngine(tiny_fp16_onnx)
+    assert engine.precision == "fp16"
+    assert OrtQualityEngine(tiny_fp16_onnx, warmup=False).variant.name == "dslfiqa-tiny"
+    devs = check_parity(tiny_model, tiny_fp16_onnx, batch_sizes=(1, 3, 5))  # FP16 atol
+    assert 0 < max(devs.values()) <= FP16_PARITY_ATOL  # float16, not a float32 graph
+
+
+def test_fp16_export_of_random_benchmark_weights_for_every_variant_is_close(
+    tmp_path: Path,
+) -> None:
+    # The seeded random weights fqm bench uses: scores spread over inputs, unlike the tiny
+    # init above. Every registered variant except the official size (slow, below).
+    from engines.dslfiqa.random_weights import build_random
+    from engines.dslfiqa.variants import list_variants
+
+    for name in list_variants():
+        if name == "dslfiqa":
+            continue
+        model = build_random(name, seed=0)
+        path = export_onnx(model, tmp_path / f"{name}-fp16.onnx", precision="fp16")
+        assert max(check_parity(model, path, batch_sizes=(1, 4)).values()) <= FP16_PARITY_ATOL
+
+
+def test_ort_face_engine_reports_the_files_precision(tiny_fp16_onnx: Path) -> None:
+    from engines.runtimes.onnxruntime import OrtFaceEngine
+
+    engine = OrtFaceEngine(tiny_fp16_onnx, mode="center")
+    assert engine.info.precision == "fp16"
+    assert engine.info.backend == "onnxruntime"
+
+
+def test_export_refuses_an_unknown_precision(tiny_model: DslFiqa, tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="choose one of"):
+        export_onnx(tiny_model, tmp_path / "x.onnx", precision="int8")
+
+
+@pytest.mark.slow
+def test_official_size_fp16_export_matches_torch_fp32(tmp_path: Path) -> None:
+    from engines.dslfiqa.random_weights import build_random
+
+    model = build_random("dslfiqa", seed=0)
+    path = export_onnx(model, tmp_path / "dslfiqa-fp16.onnx", precision="fp16")
+    assert max(check_parity(model, path, batch_sizes=(1,)).values()) <= FP16_PARITY_ATOL

@@ -22,6 +22,8 @@ from engines.quality_engine import CropEngine, EngineInfo, check_mode, make_rng
 from engines.runtimes import INPUT_NAMES, META_CONFIG, OUTPUT_NAMES
 
 DEFAULT_PROVIDERS: tuple[str, ...] = ("CPUExecutionProvider",)
+# engines.export.META_PRECISION (repeated: that module imports torch).
+META_PRECISION = "fqm.precision"
 
 
 class OrtQualityEngine:
@@ -79,6 +81,9 @@ class OrtQualityEngine:
         # An int when the file was exported with a fixed batch, else the axis name.
         self.fixed_batch: int | None = crops_shape[0] if isinstance(crops_shape[0], int) else None
         self.variant = self._variant(variant)
+        # fp16 for a file exported with precision="fp16" (its interface is float32 anyway).
+        meta = self.session.get_modelmeta().custom_metadata_map
+        self.precision: str = meta.get(META_PRECISION, "fp32")
         if warmup:
             b = self.fixed_batch or 1
             self.score_crops(
@@ -182,7 +187,7 @@ class OrtFaceEngine(CropEngine):
             mode=mode,
             backend=self.backend_name,
             device=",".join(self.runtime.providers),
-            precision="fp32",
+            precision=self.runtime.precision,
         )
 
     def score_crops(self, crops: Any, landmark_vectors: Any) -> np.ndarray:
