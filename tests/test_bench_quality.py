@@ -3,6 +3,9 @@
 Without --weights the model is random, so scores mean nothing; what is checked is that the bench
 takes aligned faces from the bundled media and reports every crop mode. A face costs 25 crop
 forwards (~2-3 s each on the 2-core CPU host), hence ``slow``.
+
+``fqm bench quality --backend`` runs the tiny variant (``--variant dslfiqa-tiny``): the tests
+check the report's structure and the one-line errors of what cannot run here, never timings.
 """
 
 from __future__ import annotations
@@ -63,3 +66,143 @@ def test_bench_modes_one_face_json_reports_all_three_modes() -> None:
         assert agreement[mode]["plcc"] is None
         assert agreement[mode]["mean_abs_diff"] == pytest.approx(abs(face[mode] - face["official"]))
     assert agreement["official"]["score_std_across_faces"] is None
+
+
+# ---------------------------------------------------------------- fqm bench quality --backend
+
+
+def _bench_quality(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [FQM, "bench", "quality", "--variant", "dslfiqa-tiny", *args],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+
+
+RUN_KEYS = {
+    "procedure",
+    "backend",
+    "precision",
+    "device",
+    "mode",
+    "batch",
+    "faces",
+    "crops",
+    "seconds",
+    "batches",
+    "faces_per_s",
+    "crops_per_s",
+    "ms_per_face",
+    "batch_ms_p50",
+    "batch_ms_p99",
+    "peak_rss_mb",
+    "cuda_peak_mb",
+    "flop_fraction",
+    "speedup_vs_official_naive",
+}
+
+
+@pytest.mark.parametrize(
+    ("backend", "precision", "device"),
+    [
+        ("onnxruntime", "fp32", "CPUExecutionProvider"),
+        ("onnxruntime", "fp16", "CPUExecutionProvider"),
+        ("torch", "fp32", "cpu"),
+    ],
+)
+def test_bench_quality_backend_json_reports_speed_latency_and_memory(
+    backend: str, precision: str, device: str
+) -> None:
+    proc = _bench_quality(
+        "--backend", backend, "--precision", precision, "--faces", "1", "--naive-faces", "0",
+        "--batch", "1", "--batch", "2", "--mode", "fixed5", "--json",
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    report = json.loads(proc.stdout)
+    assert report["backend"] == backend
+    assert report["selection"] == f"{backend} requested"
+    assert report["engine"] == {
+        "variant": "dslfiqa-tiny",
+        "mode": "fixed5",
+        "backend": backend,
+        "device": device,
+        "precision": precision,
+    }
+    assert report["variant"] == "dslfiqa-tiny"
+    assert report["gflop_per_crop"] > 0
+    assert "FlopCounterMode" in report["gflop_source"]
+    assert report["gpu"] is None
+    assert report["peak_tflops"] is None
+    assert report["official_naive"] is None
+    runs = report["runs"]
+    assert [(r["batch"], r["mode"]) for r in runs] == [(1, "fixed5"), (2, "fixed5")]
+    for r in runs:
+        assert set(r) == RUN_KEYS
+        assert (r["backend"], r["precision"], r["faces"], r["crops"]) == (
+            backend,
+            precision,
+            1,
+            5,
+        )
+        assert r["batches"] == -(-5 // r["batch"])
+        assert 0 < r["batch_ms_p50"] <= r["batch_ms_p99"]
+        assert r["faces_per_s"] > 0
+        assert r["peak_rss_mb"] > 0
+        assert r["cuda_peak_mb"] is None  # CPU
+        assert r["flop_fraction"] is None  # no GPU
+        assert r["speedup_vs_official_naive"] is None
+
+
+@pytest.mark.slow
+def test_bench_quality_auto_says_what_it_chose_and_keeps_the_naive_baseline() -> None:
+    proc = _bench_quality("--backend", "auto", "--faces", "1", "--naive-faces", "1", "--json")
+    assert proc.returncode == 0, proc.stderr
+    report = json.loads(proc.stdout)
+    assert report["selection"].startswith("auto chose ")
+    assert "skipped: tensorrt: " in report["selection"]
+    assert report["official_naive"]["crops"] == 20
+    assert report["runs"][0]["speedup_vs_official_naive"] > 0
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (("--backend", "tensorrt"), "Error: TensorRT "),
+        (("--backend", "torch", "--precision", "fp16"), "Error: torch on cpu: precision=fp16"),
+        (("--backend", "onnxruntime", "--precision", "bf16"), "Error: onnxruntime: precision"),
+    ],
+)
+def test_bench_quality_unavailable_backend_is_one_clear_line(
+    args: tuple[str, ...], message: str
+) -> None:
+    proc = _bench_quality(*args, "--faces", "1", "--naive-faces", "0")
+    assert proc.returncode == 1, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1, proc.stderr
+    assert lines[0].startswith(message)
+    assert "Traceback" not in proc.stderr
+
+
+def test_cli_choices_match_the_engines() -> None:
+    from engines.backends import PRECISIONS
+    from engines.dslfiqa.variants import list_variants
+    from monitor.benchmarks.quality import QUALITY_BACKENDS as BENCH_BACKENDS
+    from monitor.cli.bench import QUALITY_BACKENDS, QUALITY_PRECISIONS, QUALITY_VARIANTS
+
+    assert QUALITY_BACKENDS == BENCH_BACKENDS
+    assert QUALITY_PRECISIONS == PRECISIONS
+    assert list(QUALITY_VARIANTS) == list_variants()
+
+
+def test_peak_tflops_matches_the_most_specific_card_name() -> None:
+    from monitor.benchmarks.quality import peak_tflops
+
+    assert peak_tflops("NVIDIA H200", "fp16") == 989.0
+    assert peak_tflops("NVIDIA H100 PCIe", "fp16") == 756.0
+    assert peak_tflops("NVIDIA H100 80GB HBM3", "bf16") == 989.0
+    assert peak_tflops("NVIDIA A100-SXM4-80GB", "fp32") == 19.5
+    assert peak_tflops("NVIDIA A10", "fp16") == 125.0
+    assert peak_tflops("Tesla T4", "bf16") is None  # no bf16 tensor cores
+    assert peak_tflops("Some Future GPU", "fp16") is None
+    assert peak_tflops(None, "fp16") is None

@@ -30,13 +30,7 @@ from typing import TYPE_CHECKING
 import av
 import numpy as np
 
-from engines.dslfiqa.constants import (
-    CROP_SIZE,
-    IMAGE_SIZE,
-    NUM_CROPS_OFFICIAL,
-    OFFICIAL_SEED,
-    CropMode,
-)
+from engines.dslfiqa.constants import NUM_CROPS_OFFICIAL, OFFICIAL_SEED, CropMode
 from pipelines.av_source import AvFileSource
 
 # The model code and torch are imported where used, so that `fqm --help` stays fast.
@@ -44,9 +38,9 @@ if TYPE_CHECKING:
     import torch
 
     from engines import DslFiqa
+    from engines.quality_engine import QualityEngine
     from monitor.faces.aligner import PhotoAligner
 
-BACKENDS: tuple[str, ...] = ("torch",)
 STILLS: tuple[str, ...] = (
     "grace_hopper_512x512.jpg",
     "astronaut.png",
@@ -150,9 +144,11 @@ def sample_aligned_faces(n: int) -> list[BenchFace]:
     return faces[:n]
 
 
-def load_bench_model(weights: Path | None, device: str) -> tuple[DslFiqa, str]:
+def load_bench_model(
+    weights: Path | None, device: str, variant: str = "dslfiqa"
+) -> tuple[DslFiqa, str]:
     """The model to time and a label saying which weights it runs: ``--weights`` if given,
-    else engines' seeded random model of the official shape (speed does not depend on the
+    else engines' seeded random model of ``variant``'s shape (speed does not depend on the
     values; scores are meaningless)."""
     from engines.dslfiqa.random_weights import build_random
     from engines.weights import check_device, load_weights_dir
@@ -160,9 +156,10 @@ def load_bench_model(weights: Path | None, device: str) -> tuple[DslFiqa, str]:
     if weights is not None:
         loaded = load_weights_dir(weights, device)
         return loaded.model, f"{loaded.variant.name} from {loaded.folder}"
-    model = build_random("dslfiqa", seed=RANDOM_WEIGHTS_SEED, device=check_device(device))
+    model = build_random(variant, seed=RANDOM_WEIGHTS_SEED, device=check_device(device))
+    shape = "official-shaped" if variant == "dslfiqa" else f"{variant}-shaped"
     return model, (
-        f"random official-shaped weights (seed {RANDOM_WEIGHTS_SEED}; no --weights given: "
+        f"random {shape} weights (seed {RANDOM_WEIGHTS_SEED}; no --weights given: "
         "speed is real, scores are meaningless)"
     )
 
@@ -234,11 +231,18 @@ def time_engine(
 
 
 def time_official_naive(model: DslFiqa, faces: Sequence[BenchFace]) -> SpeedResult:
-    """The official test.py loop: 20 random crops per face, each run alone (batch 1)."""
+    """The official test.py loop: 20 random crops per face, each run alone (batch 1).
+
+    A smaller variant (``dslfiqa-tiny``) gets its own face and crop sizes (the face resized
+    as scoring does); the official model runs exactly the official sizes.
+    """
     import torch
 
-    from engines.dslfiqa.preprocess import crop_images, landmark_vectors
+    from engines.dslfiqa.preprocess import crop_images, landmark_vectors, resize_face
+    from engines.dslfiqa.variants import variant_for_config
 
+    variant = variant_for_config(model.config)
+    size, crop = variant.image_size, variant.crop_size
     np.random.seed(OFFICIAL_SEED)  # official setup_seed(20): the global legacy RNG
     device = model.device
     _sync(device)
@@ -246,18 +250,16 @@ def time_official_naive(model: DslFiqa, faces: Sequence[BenchFace]) -> SpeedResu
     crops = 0
     scores = []
     for face in faces:
-        img = np.transpose(face.image.astype(np.float32) / 255, (2, 0, 1))
+        image, points68 = resize_face(face.image, face.landmarks, size)
+        img = np.transpose(image.astype(np.float32) / 255, (2, 0, 1))
         offsets = np.array(
             [
-                (
-                    np.random.randint(0, IMAGE_SIZE - CROP_SIZE),
-                    np.random.randint(0, IMAGE_SIZE - CROP_SIZE),
-                )
+                (np.random.randint(0, size - crop), np.random.randint(0, size - crop))
                 for _ in range(NUM_CROPS_OFFICIAL)
             ]
         )
-        patches = crop_images((img - 0.5) / 0.5, offsets)
-        points = landmark_vectors(face.landmarks, offsets)
+        patches = crop_images((img - 0.5) / 0.5, offsets, crop)
+        points = landmark_vectors(points68, offsets, crop)
         avg = torch.zeros(1, device=device)
         for k in range(NUM_CROPS_OFFICIAL):
             with torch.no_grad():
@@ -269,6 +271,302 @@ def time_official_naive(model: DslFiqa, faces: Sequence[BenchFace]) -> SpeedResu
         scores.append(float((avg / NUM_CROPS_OFFICIAL).item()))
     _sync(device)
     return SpeedResult("official-naive", "official", 1, len(faces), crops, time.perf_counter() - t0)
+
+
+# ------------------------------------------------------------------ bench quality --backend
+
+QUALITY_BACKENDS: tuple[str, ...] = ("torch", "onnxruntime", "tensorrt", "auto")
+#: FLOPs of one crop forward of the official model at 384 (DSL_FIQA.md 8). Other variants
+#: are counted with torch's FlopCounterMode (matmul/conv/attention FLOPs; it counts 241
+#: GFLOP for the official model, the card's figure includes the rest).
+OFFICIAL_GFLOP_PER_CROP = 261.0
+#: Dense peak TFLOP/s per precision (tensor cores for fp16/bf16; fp32 without TF32) from
+#: NVIDIA's datasheets, matched against ``torch.cuda.get_device_name`` in order (the first
+#: substring that occurs wins, so ``H100 PCIe`` precedes ``H100`` and ``A100`` ``A10``).
+PEAK_TFLOPS: tuple[tuple[str, dict[str, float]], ...] = (
+    ("H200", {"fp16": 989.0, "bf16": 989.0, "fp32": 67.0}),
+    ("H100 PCIe", {"fp16": 756.0, "bf16": 756.0, "fp32": 51.0}),
+    ("H100", {"fp16": 989.0, "bf16": 989.0, "fp32": 67.0}),
+    ("A100", {"fp16": 312.0, "bf16": 312.0, "fp32": 19.5}),
+    ("L40S", {"fp16": 362.0, "bf16": 362.0, "fp32": 91.6}),
+    ("L4", {"fp16": 121.0, "bf16": 121.0, "fp32": 30.3}),
+    ("A10", {"fp16": 125.0, "bf16": 125.0, "fp32": 31.2}),
+    ("RTX 4090", {"fp16": 165.0, "bf16": 165.0, "fp32": 82.6}),
+    ("T4", {"fp16": 65.0, "fp32": 8.1}),
+)
+
+
+def peak_tflops(device_name: str | None, precision: str) -> float | None:
+    """The card's dense peak TFLOP/s at ``precision`` from :data:`PEAK_TFLOPS`, else None."""
+    if not device_name:
+        return None
+    for key, peaks in PEAK_TFLOPS:
+        if key.lower() in device_name.lower():
+            return peaks.get(precision)
+    return None
+
+
+def gflop_per_crop(model: DslFiqa) -> tuple[float, str]:
+    """GFLOP of one crop forward and where the number comes from."""
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from engines.dslfiqa.variants import variant_for_config
+    from engines.export import example_inputs
+
+    if variant_for_config(model.config).name == "dslfiqa":
+        return OFFICIAL_GFLOP_PER_CROP, "DSL_FIQA.md 8 (official model, 384 crop)"
+    crops, landmarks = example_inputs(model, 1)
+    with torch.inference_mode(), FlopCounterMode(display=False) as counter:
+        model(crops, landmarks)
+    return counter.get_total_flops() / 1e9, "torch FlopCounterMode (matmul/conv/attention)"
+
+
+def peak_rss_mb() -> float:
+    """The process's peak resident set size so far, MB (``resource``; psutil has no peak)."""
+    import resource
+    import sys
+
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak / 2**20 if sys.platform == "darwin" else peak / 1024  # bytes vs KiB
+
+
+@dataclass
+class OpenedEngine:
+    """An engine to time and how it was chosen."""
+
+    engine: QualityEngine
+    selection: str
+    temp_dir: str | None = None
+
+    def close(self) -> None:
+        import shutil
+
+        self.engine.close()
+        if self.temp_dir:
+            shutil.rmtree(self.temp_dir, ignore_errors=True)
+
+
+def _ort_providers(device: str) -> tuple[str, ...]:
+    from engines.backends import ORT_CPU, ORT_CUDA
+
+    return (ORT_CPU,) if device == "cpu" else (ORT_CUDA, ORT_CPU)
+
+
+def _open_named(
+    model: DslFiqa, backend: str, precision: str, device: str, mode: str
+) -> OpenedEngine:
+    """Open ``backend`` at ``precision`` through ``engines.backends.open_engine``.
+
+    onnxruntime gets a graph exported at that precision (fp32 or fp16) into a temporary
+    folder. Raises the engines' ``BackendUnavailableError`` / ``BackendConfigError``.
+    """
+    import tempfile
+
+    from engines.backends import (
+        BackendConfigError,
+        OnnxRuntimeConfig,
+        TensorRTConfig,
+        TorchConfig,
+        open_engine,
+    )
+
+    if backend == "torch":
+        config = TorchConfig(device=device, precision=precision)  # type: ignore[arg-type]
+        engine = open_engine(model, "torch", mode=mode, config=config)
+        return OpenedEngine(engine, engine.selection)
+    if backend == "tensorrt":
+        config_trt = TensorRTConfig(precision=precision)  # type: ignore[arg-type]
+        engine = open_engine(model, "tensorrt", mode=mode, config=config_trt)
+        return OpenedEngine(engine, engine.selection)
+    if backend != "onnxruntime":
+        raise BackendConfigError(f"unknown backend {backend!r}")
+    from engines.export import EXPORT_PRECISIONS
+
+    if precision not in EXPORT_PRECISIONS:
+        raise BackendConfigError(
+            f"onnxruntime: precision {precision!r} has no ONNX export; use one of "
+            f"{', '.join(EXPORT_PRECISIONS)}"
+        )
+    from engines.backends import BACKENDS, BackendUnavailableError
+
+    config_ort = OnnxRuntimeConfig(providers=_ort_providers(device))
+    reason = BACKENDS["onnxruntime"].probe(config_ort)
+    if reason:  # before a (long) export
+        raise BackendUnavailableError(f"onnxruntime: {reason}")
+    from engines.export import export_onnx
+
+    temp_dir = tempfile.mkdtemp(prefix="fqm-bench-onnx-")
+    try:
+        path = export_onnx(model, Path(temp_dir) / f"model-{precision}.onnx", precision=precision)
+        engine = open_engine(path, "onnxruntime", mode=mode, config=config_ort)
+    except BaseException:
+        import shutil
+
+        shutil.rmtree(temp_dir, ignore_errors=True)
+        raise
+    return OpenedEngine(engine, engine.selection, temp_dir)
+
+
+def open_bench_engine(
+    model: DslFiqa, backend: str, precision: str, device: str, mode: str = "center"
+) -> OpenedEngine:
+    """The engine ``fqm bench quality --backend`` times, with how it was chosen.
+
+    ``auto`` at fp32 is ``open_engine(model, "auto")`` itself; at fp16/bf16 it walks the same
+    order (:func:`engines.backends.choose_backend`) and opens the first backend that takes
+    that precision here, listing what it skipped and why. A named backend that cannot run
+    raises the engines' ``BackendUnavailableError`` or ``BackendConfigError``.
+    """
+    from engines.backends import (
+        AUTO_ORDER,
+        ORT_CUDA,
+        BackendConfigError,
+        BackendUnavailableError,
+        OnnxRuntimeConfig,
+        choose_backend,
+        open_engine,
+        ort_providers,
+    )
+
+    if backend != "auto":
+        return _open_named(model, backend, precision, device, mode)
+    if precision == "fp32":
+        engine = open_engine(model, "auto", mode=mode)
+        return OpenedEngine(engine, engine.selection)
+    candidates, skipped = choose_backend(model)
+    for label, config in candidates:
+        if isinstance(config, OnnxRuntimeConfig):
+            dev = "cuda" if ORT_CUDA in ort_providers(config) else "cpu"
+        else:
+            dev = getattr(config, "device", device)
+        try:
+            opened = _open_named(model, config.type, precision, dev, mode)
+        except (BackendUnavailableError, BackendConfigError) as exc:
+            skipped.append(f"{label}: {exc}")
+            continue
+        opened.selection = (
+            f"auto chose {label} at {precision}; skipped: {'; '.join(skipped) or 'none'}; "
+            f"order: {' > '.join(lbl for lbl, _, _ in AUTO_ORDER)}"
+        )
+        return opened
+    raise BackendUnavailableError(f"no backend runs {precision} here: {'; '.join(skipped)}")
+
+
+@dataclass(frozen=True)
+class BackendResult:
+    """One timed run of an engine: faces -> crops (prepared), forwards of ``batch`` crops.
+
+    ``seconds`` covers crop preparation and every forward; the batch latencies are the
+    forwards alone (``score_crops``, host in and out). Memory: the process's peak RSS so far
+    (``resource``), and on CUDA ``torch.cuda.max_memory_allocated`` during the run (None
+    elsewhere; ONNX Runtime's CUDA memory is not torch's and is not counted).
+    """
+
+    procedure: str
+    backend: str
+    precision: str
+    device: str
+    mode: str
+    batch: int
+    faces: int
+    crops: int
+    seconds: float
+    batch_ms: tuple[float, ...]
+    peak_rss_mb: float
+    cuda_peak_mb: float | None
+    flop_fraction: float | None
+
+    @property
+    def faces_per_s(self) -> float:
+        return self.faces / self.seconds
+
+    @property
+    def crops_per_s(self) -> float:
+        return self.crops / self.seconds
+
+    @property
+    def ms_per_face(self) -> float:
+        return 1000 * self.seconds / self.faces
+
+    def percentile_ms(self, q: float) -> float:
+        return float(np.percentile(self.batch_ms, q))
+
+    def to_json(self) -> dict[str, object]:
+        doc = asdict(self)
+        del doc["batch_ms"]
+        return {
+            **doc,
+            "batches": len(self.batch_ms),
+            "faces_per_s": self.faces_per_s,
+            "crops_per_s": self.crops_per_s,
+            "ms_per_face": self.ms_per_face,
+            "batch_ms_p50": self.percentile_ms(50),
+            "batch_ms_p99": self.percentile_ms(99),
+        }
+
+
+def time_backend(
+    engine: QualityEngine,
+    faces: Sequence[BenchFace],
+    mode: CropMode,
+    batch: int,
+    gflop: float | None = None,
+    peak: float | None = None,
+) -> BackendResult:
+    """Score ``faces`` on ``engine`` in ``mode``, crops of all faces ``batch`` at a time.
+
+    ``gflop`` (per crop) and ``peak`` (TFLOP/s) give the fraction of the FLOP-bound limit
+    reached by the forwards (None when either is unknown).
+    """
+    from engines.quality_engine import prepare_faces, scores_from_crops
+
+    info = engine.info
+    on_cuda = info.backend == "torch" and info.device.startswith("cuda")
+    if on_cuda:
+        import torch
+
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+    images = np.stack([f.image for f in faces])
+    points = np.stack([f.landmarks for f in faces])
+    t0 = time.perf_counter()
+    prepared = prepare_faces(engine.variant, images, points, mode, OFFICIAL_SEED)
+    latencies, parts = [], []
+    for j in range(0, len(prepared.crops), batch):
+        t = time.perf_counter()
+        parts.append(
+            np.asarray(
+                engine.score_crops(prepared.crops[j : j + batch], prepared.vectors[j : j + batch])
+            )
+        )  # numpy out: the forward has finished (a device sync)
+        latencies.append(time.perf_counter() - t)
+    scores_from_crops(np.concatenate(parts), prepared.offsets, info)
+    seconds = time.perf_counter() - t0
+    cuda_peak = None
+    if on_cuda:
+        import torch
+
+        cuda_peak = torch.cuda.max_memory_allocated() / 2**20
+    crops = len(prepared.crops)
+    fraction = None
+    if gflop is not None and peak is not None:
+        fraction = crops * gflop / sum(latencies) / (peak * 1e3)
+    return BackendResult(
+        "engine",
+        info.backend,
+        info.precision,
+        info.device,
+        mode,
+        batch,
+        len(faces),
+        crops,
+        seconds,
+        tuple(1000 * x for x in latencies),
+        peak_rss_mb(),
+        cuda_peak,
+        fraction,
+    )
 
 
 # -------------------------------------------------------------------------------- bench modes

@@ -23,7 +23,12 @@ from monitor.cli.options import (
 from pipelines.open import BACKENDS as DECODE_BACKENDS
 from pipelines.urls import SourceKind, mask_url, source_kind
 
-QUALITY_BACKENDS: tuple[str, ...] = ("torch",)
+# monitor.benchmarks.quality.QUALITY_BACKENDS, engines.backends.PRECISIONS and
+# engines.dslfiqa.variants.list_variants(), repeated so that `fqm --help` imports no torch
+# (tests/test_bench_quality.py checks that they agree).
+QUALITY_BACKENDS: tuple[str, ...] = ("torch", "onnxruntime", "tensorrt", "auto")
+QUALITY_PRECISIONS: tuple[str, ...] = ("fp32", "fp16", "bf16")
+QUALITY_VARIANTS: tuple[str, ...] = ("dslfiqa", "dslfiqa-tiny")
 BENCH_WEIGHTS_HELP = (
     "Folder with DE.pt and IQA.pt [default: a seeded random model of the official shape; "
     "speed does not depend on the values]."
@@ -209,7 +214,20 @@ def faces_cli(
 
 
 @bench_cli.command("quality")
-@click.option("--backend", type=click.Choice(QUALITY_BACKENDS), default="torch", show_default=True)
+@click.option(
+    "--backend",
+    type=click.Choice(QUALITY_BACKENDS),
+    default="torch",
+    show_default=True,
+    help="Engine backend (engines.backends.open_engine); auto says what it chose and why.",
+)
+@click.option(
+    "--precision",
+    type=click.Choice(QUALITY_PRECISIONS),
+    default="fp32",
+    show_default=True,
+    help="torch: fp16/bf16 autocast (CUDA only); onnxruntime: an fp32 or fp16 export.",
+)
 @click.option(
     "--mode",
     "modes",
@@ -230,69 +248,122 @@ def faces_cli(
     type=click.IntRange(min=0),
     default=1,
     show_default=True,
-    help="Faces for the naive official baseline (20 crops each); 0 skips it.",
+    help="Faces for the naive official baseline (torch, 20 crops each); 0 skips it.",
+)
+@click.option(
+    "--variant",
+    type=click.Choice(QUALITY_VARIANTS),
+    default="dslfiqa",
+    show_default=True,
+    help="Shape of the random model without --weights (with --weights: the weights' own).",
 )
 @weights_option(BENCH_WEIGHTS_HELP)
 @device_option
 @json_option
 def quality_cli(
     backend: str,
+    precision: str,
     modes: tuple[CropMode, ...],
     batches: tuple[int, ...],
     faces: int,
     naive_faces: int,
+    variant: str,
     weights: Path | None,
     device: str,
     as_json: bool,
 ) -> None:
-    """DSL-FIQA crops/s and ms per face, against the official procedure on this machine."""
+    """DSL-FIQA faces/s, batch latency and memory on a backend, against the official procedure.
+
+    The engine runs through engines.backends.open_engine; the official procedure (batch 1,
+    20 random crops per face, torch fp32) runs in the same process for comparison. On a GPU
+    the fraction of the card's FLOP-bound limit is reported (docs/benchmarks.md).
+    """
     import torch
 
+    from engines.dslfiqa.variants import variant_for_config
     from monitor.benchmarks.quality import (
-        SpeedResult,
+        BackendResult,
+        gflop_per_crop,
         load_bench_model,
-        time_engine,
+        open_bench_engine,
+        peak_tflops,
+        time_backend,
         time_official_naive,
     )
 
     modes = modes or ("center",)
     batches = batches or (1,)
-    model, weights_label = load_bench_model(weights, device)
-    pool = _sample_faces(max(faces, naive_faces))
     log = (lambda m: click.echo(m, err=True)) if as_json else click.echo
-    log(f"weights: {weights_label}")
-    log(f"device: {device}, torch {torch.__version__}, {torch.get_num_threads()} threads")
-    # Warm-up (allocator, kernels) so that the first timed run is not penalised.
-    time_engine(model, pool[:1], "center", 1)
-    runs = [time_engine(model, pool[:faces], m, b) for m in modes for b in batches]
+    model, weights_label = load_bench_model(weights, device, variant)
+    opened = open_bench_engine(model, backend, precision, device, modes[0])
+    try:
+        engine = opened.engine
+        pool = _sample_faces(max(faces, naive_faces))
+        gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
+        on_gpu = "cuda" in engine.info.device.lower()
+        gflop, gflop_source = gflop_per_crop(model)
+        peak = peak_tflops(gpu, engine.info.precision) if on_gpu else None
+        log(f"weights: {weights_label}")
+        log(f"engine: {engine.info}")
+        log(f"selection: {opened.selection}")
+        log(f"torch {torch.__version__}, {torch.get_num_threads()} threads, gpu: {gpu or 'none'}")
+        # Warm-up (allocator, kernels) so that the first timed run is not penalised.
+        time_backend(engine, pool[:1], modes[0], 1)
+        runs = [
+            time_backend(engine, pool[:faces], m, b, gflop, peak) for m in modes for b in batches
+        ]
+    finally:
+        opened.close()
     naive = time_official_naive(model, pool[:naive_faces]) if naive_faces else None
 
-    def ratio(r: SpeedResult) -> float | None:
+    def ratio(r: BackendResult) -> float | None:
         return naive.ms_per_face / r.ms_per_face if naive else None
 
     if as_json:
         doc = {
             "backend": backend,
+            "precision": precision,
             "device": device,
+            "selection": opened.selection,
+            "engine": asdict(engine.info),
+            "variant": variant_for_config(model.config).name,
             "torch": torch.__version__,
             "threads": torch.get_num_threads(),
             "cpu": platform.processor() or platform.machine(),
+            "gpu": gpu,
             "weights": weights_label,
+            "gflop_per_crop": gflop,
+            "gflop_source": gflop_source,
+            "peak_tflops": peak,
             "official_naive": naive.to_json() if naive else None,
             "runs": [{**r.to_json(), "speedup_vs_official_naive": ratio(r)} for r in runs],
         }
         click.echo(json.dumps(doc, indent=2))
         return
     click.echo(
-        f"{'procedure':<15} {'mode':<9} {'batch':>5} {'faces':>5} {'crops':>5} "
-        f"{'crops/s':>8} {'ms/face':>10} {'x official':>10}"
+        f"{'procedure':<15} {'backend':<11} {'prec':<4} {'mode':<8} {'batch':>5} {'faces':>5} "
+        f"{'faces/s':>8} {'p50 ms':>8} {'p99 ms':>8} {'RSS MB':>7} {'CUDA MB':>7} "
+        f"{'%FLOP':>6} {'x official':>10}"
     )
-    for r in [*runs, *([naive] if naive else [])]:
-        x = ratio(r)
+
+    def cell(v: float | None, fmt: str) -> str:
+        return "n/a" if v is None else format(v, fmt)
+
+    for r in runs:
         click.echo(
-            f"{r.procedure:<15} {r.mode:<9} {r.batch:>5} {r.faces:>5} {r.crops:>5} "
-            f"{r.crops_per_s:>8.3f} {r.ms_per_face:>10.0f} {'' if x is None else f'{x:.2f}':>10}"
+            f"{r.procedure:<15} {r.backend:<11} {r.precision:<4} {r.mode:<8} {r.batch:>5} "
+            f"{r.faces:>5} {r.faces_per_s:>8.3f} {r.percentile_ms(50):>8.1f} "
+            f"{r.percentile_ms(99):>8.1f} {r.peak_rss_mb:>7.0f} "
+            f"{cell(r.cuda_peak_mb, '.0f'):>7} "
+            f"{cell(None if r.flop_fraction is None else 100 * r.flop_fraction, '.1f'):>6} "
+            f"{cell(ratio(r), '.2f'):>10}"
         )
+    if naive:
+        click.echo(
+            f"{naive.procedure:<15} {'torch':<11} {'fp32':<4} {naive.mode:<8} {naive.batch:>5} "
+            f"{naive.faces:>5} {1000 / naive.ms_per_face:>8.3f}"
+        )
+    click.echo(f"GFLOP per crop: {gflop:.3g} ({gflop_source}); peak TFLOP/s: {cell(peak, 'g')}")
 
 
 def _sample_faces(n: int):

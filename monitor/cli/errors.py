@@ -28,6 +28,8 @@ EXPECTED: tuple[tuple[str, str], ...] = (
     ("engines.dataset", "DatasetError"),
     ("engines.weights", "DeviceError"),
     ("engines.export", "ExportError"),
+    ("engines.backends", "BackendUnavailableError"),
+    ("engines.backends", "BackendConfigError"),
     ("monitor.assets", "AssetError"),
     ("monitor.delivery.consumer", "ConsumeError"),
 )
