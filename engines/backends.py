@@ -7,7 +7,7 @@ model), and an opener that returns a warmed-up :class:`~engines.quality_engine.Q
 =============  =====================  ==================================================
 name           config                 runs
 =============  =====================  ==================================================
-tensorrt       :class:`TensorRTConfig`  placeholder: imported lazily; not built yet
+tensorrt       :class:`TensorRTConfig`  a cached TensorRT 10 engine (:mod:`engines.trt`)
 torch          :class:`TorchConfig`   ``DslFiqa`` on CPU or CUDA (fp16/bf16 autocast: CUDA)
 onnxruntime    :class:`OnnxRuntimeConfig`  the exported graph; CUDA provider when installed
 =============  =====================  ==================================================
@@ -73,7 +73,6 @@ TENSORRT_MISSING = (
     "TensorRT is not installed (the tensorrt package comes from NVIDIA's index; use the "
     "docker compose gpu profile)"
 )
-TENSORRT_NOT_BUILT = "the TensorRT runtime is not implemented yet in fqm (issue 10, part 2)"
 
 # What open_engine accepts: a module, a loaded weights folder, or a path (a weights folder
 # for every backend, an .onnx file for onnxruntime only).
@@ -146,12 +145,13 @@ class OnnxRuntimeConfig:
 
 @dataclass(frozen=True, kw_only=True)
 class TensorRTConfig:
-    """TensorRT backend settings (the runtime itself is part 2 of issue 10).
+    """TensorRT backend settings (:mod:`engines.trt`; ``fqm engines build`` for more).
 
     Attributes:
         precision: builder precision.
-        max_batch: the optimisation profile's maximum batch.
-        engine_cache: folder of built engines; ``None`` = the default cache.
+        max_batch: the optimisation profile's maximum batch (profile 1..max, tuned for max).
+        engine_cache: folder of built engines; ``None`` = ``$FQM_ENGINE_CACHE`` or
+            ``~/.cache/fqm/engines``.
     """
 
     type: Literal["tensorrt"] = "tensorrt"
@@ -331,13 +331,17 @@ def _open_ort(
         raise
 
 
-# ---------------------------------------------------------------- tensorrt (placeholder)
+# ---------------------------------------------------------------- tensorrt (engines/trt)
 
 
 def _probe_tensorrt(config: TensorRTConfig) -> str | None:
     if importlib.util.find_spec("tensorrt") is None:
         return TENSORRT_MISSING
-    return TENSORRT_NOT_BUILT
+    if importlib.util.find_spec("torch") is None:
+        return "the TensorRT runtime shares CUDA buffers with torch, which is not installed"
+    import torch
+
+    return None if torch.cuda.is_available() else "TensorRT needs a CUDA device; none is visible"
 
 
 def _open_tensorrt(
@@ -347,11 +351,11 @@ def _open_tensorrt(
     seed: int | np.random.RandomState | None,
     variant: str | ModelVariant | None,
 ) -> QualityEngine:
-    try:
-        import tensorrt  # noqa: F401  (lazy: only where TensorRT is installed)
-    except ImportError as exc:
-        raise BackendUnavailableError(f"{TENSORRT_MISSING}: {exc}") from None
-    raise BackendUnavailableError(TENSORRT_NOT_BUILT)
+    if importlib.util.find_spec("tensorrt") is None:
+        raise BackendUnavailableError(TENSORRT_MISSING)
+    from engines.trt.backend import open_tensorrt  # imports tensorrt only when opening
+
+    return open_tensorrt(source, config, mode, seed, variant)
 
 
 # ---------------------------------------------------------------- registry
@@ -361,7 +365,7 @@ BACKENDS: dict[str, Backend] = {
     "tensorrt": Backend(
         "tensorrt",
         TensorRTConfig,
-        "TensorRT 10 engine built from the ONNX graph (not built yet)",
+        "TensorRT 10 engine built once from the ONNX graph into the engine cache",
         _probe_tensorrt,
         _open_tensorrt,
     ),

@@ -15,6 +15,7 @@ from monitor.cli.assets import assets_cli
 from monitor.cli.bench import bench_cli
 from monitor.cli.consume import consume_cli
 from monitor.cli.doctor import doctor_cli
+from monitor.cli.engines import engines_cli
 from monitor.cli.errors import translate
 from monitor.cli.score import eval_cli, score_cli
 from monitor.cli.train import train_cli
@@ -66,6 +67,7 @@ cli.add_command(score_cli)
 cli.add_command(eval_cli)
 cli.add_command(train_cli)
 cli.add_command(consume_cli)
+cli.add_command(engines_cli)
 
 
 def main() -> None:

@@ -30,6 +30,7 @@ EXPECTED: tuple[tuple[str, str], ...] = (
     ("engines.export", "ExportError"),
     ("engines.backends", "BackendUnavailableError"),
     ("engines.backends", "BackendConfigError"),
+    ("engines.trt.errors", "TensorRTError"),
     ("monitor.assets", "AssetError"),
     ("monitor.delivery.consumer", "ConsumeError"),
 )
