@@ -150,8 +150,8 @@ class TensorRTConfig:
     Attributes:
         precision: builder precision.
         max_batch: the optimisation profile's maximum batch (profile 1..max, tuned for max).
-        engine_cache: folder of built engines; ``None`` = ``$FQM_ENGINE_CACHE`` or
-            ``~/.cache/fqm/engines``.
+        engine_cache: folder of built engines; ``None`` = ``$FQM_ENGINE_CACHE``, else
+            ``$FQM_CACHE/engines`` (``~/.cache/fqm/engines``).
     """
 
     type: Literal["tensorrt"] = "tensorrt"

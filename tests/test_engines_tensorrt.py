@@ -324,8 +324,11 @@ def test_default_cache_dir_follows_the_environment(
     monkeypatch.setenv("FQM_ENGINE_CACHE", str(tmp_path / "engines"))
     assert EngineCache().root == tmp_path / "engines"
     monkeypatch.delenv("FQM_ENGINE_CACHE")
-    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
-    assert EngineCache().root == tmp_path / "xdg" / "fqm" / "engines"
+    monkeypatch.setenv("FQM_CACHE", str(tmp_path / "fqm"))
+    assert EngineCache().root == tmp_path / "fqm" / "engines"
+    monkeypatch.delenv("FQM_CACHE")
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    assert EngineCache().root == tmp_path / "home" / ".cache" / "fqm" / "engines"
 
 
 # ---------------------------------------------------------------- graph interface

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
 
+from engines.backends import TENSORRT_MISSING
 from engines.trt.cache import CachedEngine, EngineCache, EngineKey
 from engines.trt.errors import TensorRTError, TensorRTMissingError
 from engines.trt.interface import onnx_interface, onnx_variant, sha256_file
@@ -38,11 +39,6 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
-
-TENSORRT_MISSING = (
-    "TensorRT is not installed (the tensorrt package comes from NVIDIA's index; use the "
-    "docker compose gpu profile)"
-)
 
 
 def tensorrt_missing_reason() -> str | None:

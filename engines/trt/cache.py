@@ -5,8 +5,7 @@ the GPU model (name and compute capability), its precision and its batch profile
 fields are the :class:`EngineKey`; its :attr:`~EngineKey.digest` (sha256 of their canonical
 JSON, 24 hex digits) names the entry, so engines are built once, not at every start.
 
-Layout (``$FQM_ENGINE_CACHE``, else ``$XDG_CACHE_HOME/fqm/engines``, else
-``~/.cache/fqm/engines``)::
+Layout (``$FQM_ENGINE_CACHE``, else ``$FQM_CACHE/engines``, else ``~/.cache/fqm/engines``)::
 
     <root>/<digest>/engine.plan       the serialized engine
     <root>/<digest>/manifest.json     key fields, source, variant, interface, size, date
@@ -53,11 +52,12 @@ MIN_PREFIX = 6
 
 
 def default_cache_dir() -> Path:
-    """``$FQM_ENGINE_CACHE``, else ``$XDG_CACHE_HOME/fqm/engines``, else ``~/.cache/...``."""
+    """``$FQM_ENGINE_CACHE``, else ``$FQM_CACHE/engines``, else ``~/.cache/fqm/engines``
+    (``$FQM_CACHE`` is where fqm keeps everything it downloads or builds)."""
     if os.environ.get(CACHE_ENV):
         return Path(os.environ[CACHE_ENV]).expanduser()
-    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(base) / "fqm" / "engines"
+    base = os.environ.get("FQM_CACHE") or Path.home() / ".cache" / "fqm"
+    return Path(base).expanduser() / "engines"
 
 
 @dataclass(frozen=True, kw_only=True)

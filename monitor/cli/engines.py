@@ -26,7 +26,7 @@ cache_option = click.option(
     type=click.Path(file_okay=False, path_type=Path),
     envvar=CACHE_ENV,
     default=None,
-    help=f"Engine cache folder. [env: {CACHE_ENV}; default: ~/.cache/fqm/engines]",
+    help=f"Engine cache folder. [env: {CACHE_ENV}; default: $FQM_CACHE/engines]",
 )
 source_argument = click.argument("source", type=click.Path(exists=True, path_type=Path))
 
