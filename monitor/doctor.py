@@ -83,7 +83,7 @@ def check_mediapipe() -> str:
     from mediapipe.tasks.python import BaseOptions, vision
 
     from monitor.assets import asset_path
-    from monitor.faces.native_logs import quiet_native_logs
+    from monitor.native_logs import quiet_native_logs
 
     model = asset_path("face_detection_short_range.tflite")
     options = vision.FaceDetectorOptions(base_options=BaseOptions(model_asset_path=str(model)))

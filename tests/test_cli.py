@@ -160,3 +160,16 @@ def test_doctor_output_is_only_the_report() -> None:
     proc = fqm("doctor")
     assert proc.stderr.strip() == "", proc.stderr
     assert "INFO:" not in proc.stdout
+
+
+def test_a_group_help_does_not_import_torch() -> None:
+    """The root callback runs for every subcommand: it must stay light (torch costs ~3 s)."""
+    code = (
+        "import sys; from click.testing import CliRunner; from monitor.cli import cli; "
+        "r = CliRunner().invoke(cli, ['bench', '--help']); assert r.exit_code == 0, r.output; "
+        "print(sorted(m for m in ('torch', 'mediapipe') if m in sys.modules))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True
+    )
+    assert out.stdout.strip() == "[]"

@@ -51,7 +51,7 @@ class FqmGroup(click.Group):
 )
 def cli(debug: bool, verbose: bool) -> None:
     """fqm: face-quality monitor for video streams."""
-    from monitor.faces.native_logs import configure_native_logs
+    from monitor.native_logs import configure_native_logs
 
     configure_native_logs(verbose)
     logging.basicConfig(

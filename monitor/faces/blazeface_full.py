@@ -44,7 +44,7 @@ import numpy as np
 from monitor.assets import asset_path
 from monitor.faces.boxes import weighted_nms
 from monitor.faces.detections import NUM_KEYPOINTS, FaceDetections
-from monitor.faces.native_logs import quiet_native_logs
+from monitor.native_logs import quiet_native_logs
 
 MODEL_FILE = "face_detection_full_range.tflite"
 INPUT_SIZE = 192

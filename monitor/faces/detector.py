@@ -33,7 +33,7 @@ from monitor.faces import blazeface_full
 from monitor.faces.blazeface_full import FullRangeDetector
 from monitor.faces.boxes import nms
 from monitor.faces.detections import FaceDetections
-from monitor.faces.native_logs import OnceNoise, quiet_native_logs
+from monitor.native_logs import OnceNoise, quiet_native_logs
 
 DetectorModel = Literal["short", "full", "both"]
 
@@ -104,7 +104,7 @@ class FaceDetector:
     detector per thread. Streams processed one after another on one thread may share one.
 
     Loading runs one warm-up inference on a blank image. The libraries' native log lines
-    are hidden unless ``monitor.faces.native_logs.configure_native_logs(True)`` was called.
+    are hidden unless ``monitor.native_logs.configure_native_logs(True)`` was called.
 
     Example:
         >>> with FaceDetector() as detector:  # doctest: +SKIP

@@ -26,8 +26,8 @@ import numpy as np
 
 from monitor.assets import asset_path
 from monitor.faces.ibug68 import mesh_to_ibug68
-from monitor.faces.native_logs import quiet_native_logs
 from monitor.faces.warp import crop_matrix, crop_to_image, warp_crop
+from monitor.native_logs import quiet_native_logs
 
 MESH_POINTS = 468
 MODEL_FILE = "face_landmark.tflite"

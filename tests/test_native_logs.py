@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from monitor.faces import native_logs
-from monitor.faces.native_logs import NOISE, OnceNoise, quiet_native_logs
+from monitor import native_logs
+from monitor.native_logs import NOISE, OnceNoise, quiet_native_logs
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -24,7 +24,7 @@ SCRIPT = textwrap.dedent(
     import av
 
     from monitor.assets import asset_path
-    from monitor.faces.native_logs import configure_native_logs
+    from monitor.native_logs import configure_native_logs
 
     configure_native_logs(verbose={verbose})
     from monitor.faces.detector import FaceDetector
