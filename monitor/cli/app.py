@@ -17,6 +17,7 @@ from monitor.cli.consume import consume_cli
 from monitor.cli.doctor import doctor_cli
 from monitor.cli.engines import engines_cli
 from monitor.cli.errors import translate
+from monitor.cli.run import run_cli
 from monitor.cli.score import eval_cli, score_cli
 from monitor.cli.train import train_cli
 
@@ -68,6 +69,7 @@ cli.add_command(eval_cli)
 cli.add_command(train_cli)
 cli.add_command(consume_cli)
 cli.add_command(engines_cli)
+cli.add_command(run_cli)
 
 
 def main() -> None:

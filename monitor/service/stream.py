@@ -1,0 +1,147 @@
+"""``StreamWorker``: one thread per stream: source -> face stage -> scorer -> emitter.
+
+The source is opened here (``open_source``: files are read at the pipeline's pace, live
+streams are supervised, with a bounded frame queue that drops the oldest frame when the
+worker lags). The face stage (detector and landmarker: not thread-safe) is this thread's own.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from monitor.faces import TrackState
+from monitor.service.emit import EventEmitter
+from monitor.service.scoring import StreamScorer
+from pipelines.source import Source
+from pipelines.supervisor import SupervisedSource
+from pipelines.urls import mask_url
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class StreamProgress:
+    """Counters the worker updates and the runner reads (plain ints: racy reads are fine)."""
+
+    frames: int = 0
+    faces_seen: int = 0
+    faces_scored: int = 0
+    faces_dropped: int = 0
+    tracks: int = 0
+    best_score: float | None = None
+    done: bool = False
+    error: str = ""
+
+
+class StreamWorker(threading.Thread):
+    """Runs one stream until it ends, ``max_frames`` are read, or ``stop`` is set."""
+
+    def __init__(
+        self,
+        location: str,
+        source: Source,
+        scorer: StreamScorer,
+        emitter: EventEmitter,
+        make_stage: Callable[[], tuple[object, object]],
+        *,
+        live: bool,
+        max_frames: int | None = None,
+    ) -> None:
+        super().__init__(name=f"fqm-stream-{source.stream_id}", daemon=True)
+        self.location = mask_url(location)
+        self.source = source
+        self.scorer = scorer
+        self.emitter = emitter
+        self.make_stage = make_stage
+        self.live = live
+        self.max_frames = max_frames
+        self.stop = threading.Event()
+        self.progress = StreamProgress()
+        self._tracks: set[int] = set()
+        if isinstance(source, SupervisedSource):
+            source.on_event = self._on_status
+
+    @property
+    def stream_id(self) -> str:
+        return self.source.stream_id
+
+    def request_stop(self) -> None:
+        """Stop reading; a live source is closed at once (its reader may be blocked)."""
+        self.stop.set()
+        if self.live:
+            self.source.close()
+
+    def _counts(self) -> dict:
+        s = self.source.stats
+        return {"frames": s.frames, "dropped": s.dropped, "corrupt": s.corrupt_packets}
+
+    def _on_status(self, event) -> None:
+        self.emitter.source_status(event, **self._counts())
+
+    def run(self) -> None:
+        p = self.progress
+        stage, closer = None, None
+        pts = None
+        try:
+            stage, closer = self.make_stage()
+            self.source.open()
+            started = time.monotonic()
+            if not self.live:
+                self.emitter.status("up", f"reading {self.location}", **self._counts())
+            for frame in self.source:
+                if self.stop.is_set() or (
+                    self.max_frames is not None and p.frames >= self.max_frames
+                ):
+                    break
+                p.frames += 1
+                pts = frame.pts
+                result = stage.process(frame)
+                confirmed = [
+                    int(t)
+                    for t, st in zip(result.faces.track_ids, result.faces.states, strict=True)
+                    if st == TrackState.CONFIRMED
+                ]
+                self._tracks.update(confirmed)
+                self.emitter.seen(confirmed, frame.wall_time)
+                now = frame.pts if (frame.pts is not None and not self.live) else None
+                if now is None:
+                    now = frame.index / 25.0 if not self.live else time.monotonic()
+                updates = self.scorer.step(frame, result, now)
+                self.emitter.updates(updates, frame.wall_time)
+                self._update(p)
+            fps = p.frames / max(time.monotonic() - started, 1e-6)
+            reason = "stopped" if self.stop.is_set() else "end of stream"
+            if self.max_frames is not None and p.frames >= self.max_frames:
+                reason = f"max frames ({self.max_frames}) read"
+            self._finish(stage, pts)
+            self.emitter.status("down", reason, fps=round(fps, 3), **self._counts())
+        except Exception as exc:  # one failing stream must not take the others down
+            log.error("%s: %s", self.stream_id, exc, exc_info=log.isEnabledFor(logging.DEBUG))
+            p.error = mask_url(str(exc))
+            try:
+                if stage is not None:
+                    self._finish(stage, pts)
+                self.emitter.status("down", p.error, **self._counts())
+            except Exception as inner:
+                log.error("%s: could not report the failure: %s", self.stream_id, inner)
+        finally:
+            self.source.close()
+            if closer is not None:
+                closer()
+            self._update(p)
+            p.done = True
+
+    def _finish(self, stage, pts) -> None:
+        updates = self.scorer.finish(stage.finish(pts))
+        self.emitter.updates(updates, time.time())
+
+    def _update(self, p: StreamProgress) -> None:
+        p.faces_seen = self.scorer.faces_seen
+        p.faces_scored = self.scorer.faces_scored
+        p.faces_dropped = self.scorer.faces_dropped
+        p.tracks = len(self._tracks)
+        p.best_score = self.emitter.best_score

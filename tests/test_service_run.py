@@ -1,0 +1,157 @@
+"""``fqm run`` end to end on real clips, the real face stage and a (tiny, random) engine."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+from jsonschema import Draft202012Validator
+from referencing import Registry, Resource
+
+from monitor.assets import asset_path
+from monitor.events import BestFrameEvent, loads, schemas
+from tests.support.clips import cut
+
+FQM = str(Path(sys.executable).with_name("fqm"))
+TINY = ("--variant", "dslfiqa-tiny")
+
+
+def fqm(*args: str, timeout: float = 600, **env: str) -> subprocess.CompletedProcess[str]:
+    environ = {
+        k: v for k, v in os.environ.items() if k not in ("FQM_KAFKA_BOOTSTRAP", "FQM_WEIGHTS")
+    }
+    return subprocess.run(
+        [FQM, *args], capture_output=True, text=True, timeout=timeout, env=environ | env
+    )
+
+
+@pytest.fixture(scope="module")
+def clip(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return cut(asset_path("franck.mp4"), tmp_path_factory.mktemp("clip") / "franck.mp4", 150)
+
+
+@pytest.fixture(scope="module")
+def validators() -> dict[str, Draft202012Validator]:
+    docs = schemas.load_all()
+    registry = Registry().with_resources(
+        (doc["$id"], Resource.from_contents(doc)) for doc in docs.values()
+    )
+    return {k: Draft202012Validator(docs[k], registry=registry) for k in schemas.KINDS}
+
+
+def read_events(out: Path, validators) -> list:
+    events = []
+    for path in sorted(out.glob("*/*.jsonl")):
+        for line in path.read_text().splitlines():
+            doc = json.loads(line)  # every line is complete JSON
+            errors = list(validators[doc["kind"]].iter_errors(doc))
+            assert errors == [], (path, errors)
+            events.append(loads(line))
+    return events
+
+
+def check_stream(out: Path, stream: str, events: list) -> None:
+    mine = [e for e in events if e.stream_id == stream]
+    kinds = {e.kind for e in mine}
+    assert {"face_observation", "best_frame", "track_summary", "stream_status"} <= kinds
+    for e in mine:
+        if isinstance(e, BestFrameEvent):
+            jpeg = (out / stream / "crops" / f"{e.crop.crop_id}.jpg").read_bytes()
+            assert jpeg[:2] == b"\xff\xd8"
+            assert len(jpeg) == e.crop.size_bytes
+        if hasattr(e, "quality"):
+            assert e.quality.variant == "dslfiqa-tiny-random"
+
+
+def test_run_a_file_writes_valid_events_and_crops(clip: Path, tmp_path: Path, validators) -> None:
+    out = tmp_path / "out"
+    proc = fqm("run", str(clip), *TINY, "--out", str(out))
+    assert proc.returncode == 0, proc.stderr
+    assert "MEANINGLESS" in proc.stderr
+    assert "1 streams, 150 frames" in proc.stderr
+    check_stream(out, "franck", read_events(out, validators))
+
+
+def test_two_files_share_one_engine(clip: Path, tmp_path: Path, validators) -> None:
+    other = tmp_path / "other.mp4"
+    other.write_bytes(clip.read_bytes())
+    out = tmp_path / "out"
+    proc = fqm("run", str(clip), str(other), *TINY, "--out", str(out), "--max-frames", "90")
+    assert proc.returncode == 0, proc.stderr
+    assert "2 streams, 180 frames" in proc.stderr
+    events = read_events(out, validators)
+    check_stream(out, "franck", events)
+    check_stream(out, "other", events)
+
+
+def test_sigterm_drains_and_exits_0(clip: Path, tmp_path: Path, validators) -> None:
+    out = tmp_path / "out"
+    environ = {k: v for k, v in os.environ.items() if k != "FQM_KAFKA_BOOTSTRAP"}
+    proc = subprocess.Popen(
+        [FQM, "run", str(clip), str(clip), *TINY, "--out", str(out)],
+        stderr=subprocess.PIPE,
+        text=True,
+        env=environ,
+    )
+    assert proc.stderr is not None
+    for line in proc.stderr:  # wait until frames flow, then stop it
+        if "frames" in line and "frames 0," not in line:
+            break
+    proc.send_signal(signal.SIGTERM)
+    rest = proc.stderr.read()
+    assert proc.wait(timeout=300) == 0, rest
+    assert "stopping" in rest
+    events = read_events(out, validators)  # complete JSON lines, all valid
+    assert any(e.kind == "track_summary" for e in events)
+
+
+@pytest.mark.kafka
+def test_run_to_kafka(clip: Path, tmp_path: Path, kafka_bootstrap: str) -> None:
+    from monitor.delivery.consumer import EventConsumer
+    from monitor.events import Topics
+
+    prefix = f"fqm-run-{uuid.uuid4().hex[:8]}"
+    proc = fqm(
+        "run",
+        str(clip),
+        *TINY,
+        "--out",
+        str(tmp_path / "out"),
+        "--max-frames",
+        "60",
+        "--topics-prefix",
+        prefix,
+        FQM_KAFKA_BOOTSTRAP=kafka_bootstrap,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert not list((tmp_path / "out").glob("*/*.jsonl"))
+    deadline = time.monotonic() + 90
+    got: list = []
+    with EventConsumer.from_kafka(
+        kafka_bootstrap, Topics.prefixed(prefix), from_beginning=True
+    ) as consumer:
+        while time.monotonic() < deadline and not {
+            "face_observation",
+            "best_frame",
+            "track_summary",
+        } <= {e.kind for e in got}:
+            got += list(consumer.events(timeout_s=5))
+        best = [e for e in got if isinstance(e, BestFrameEvent)]
+        list(consumer.events(timeout_s=2))
+        assert best
+        assert consumer.crop_for(best[0]) is not None
+    assert {"face_observation", "best_frame", "track_summary"} <= {e.kind for e in got}
+
+
+def test_service_imports_no_click() -> None:
+    from tests.test_architecture import imports
+
+    names = [n for _f, _l, n in imports("monitor/service")]
+    assert not [n for n in names if n == "click" or n.startswith(("click.", "monitor.cli"))]
