@@ -31,7 +31,6 @@ from typing import Any
 
 from monitor.faces.quality import QualitySignals
 from monitor.tracks import (
-    Candidate,
     PolicyConfig,
     Priority,
     ScoredFace,
@@ -149,16 +148,9 @@ def bench_policy(
     in the video's time); ``None`` leaves only the policy's own rules. A decode failure
     ends the run early; ``error`` then says why and the counts cover the frames read.
     """
-    import numpy as np
 
-    from monitor.faces import (
-        FaceDetector,
-        FaceLandmarker,
-        FaceStage,
-        TrackState,
-        align_face,
-        quality_signals,
-    )
+    from monitor.faces import FaceDetector, FaceLandmarker, FaceStage
+    from monitor.tracks.candidates import frame_candidates, with_score
     from pipelines.errors import SourceError
     from pipelines.open import open_source
     from pipelines.urls import mask_url
@@ -202,25 +194,15 @@ def bench_policy(
                 out = stage.process(frame)
                 # Frames without a pts count at 25 fps.
                 pts = frame.pts if frame.pts is not None else frame.index / 25.0
-                rows = np.flatnonzero(
-                    out.landmarks.found & (out.faces.states == TrackState.CONFIRMED)
-                )
+                pairs = frame_candidates(frame.image, out, pts)
                 faces: dict[int, ScoredFace] = {}
                 candidates = []
-                for row in rows:
-                    track = int(out.faces.track_ids[row])
-                    xyxy = out.faces.xyxy[row]
-                    aligned = align_face(frame.image, xyxy, out.landmarks.ibug68[row])
-                    sig = quality_signals(
-                        xyxy, out.landmarks.points[row], aligned.image, aligned.landmarks
-                    )
-                    det = float(out.faces.scores[row])
-                    score = standin_score(sig)
-                    box = (float(xyxy[0]), float(xyxy[1]), float(xyxy[2]), float(xyxy[3]))
-                    faces[track] = ScoredFace(track, frame.index, pts, score, det, sig, box)
-                    candidates.append(Candidate(track, sig, det, int(row)))
-                    seen[track] = seen.get(track, 0) + 1
-                    top[track] = max(top.get(track, -math.inf), score)
+                for face, candidate in pairs:
+                    score = standin_score(face.signals)
+                    faces[face.track_id] = with_score(face, score)
+                    candidates.append(candidate)
+                    seen[face.track_id] = seen.get(face.track_id, 0) + 1
+                    top[face.track_id] = max(top.get(face.track_id, -math.inf), score)
                 result.faces_seen += len(candidates)
                 plan = chooser.select(candidates, frame=frame.index, now=pts)
                 result.faces_tiny += plan.tiny

@@ -17,12 +17,9 @@ from __future__ import annotations
 
 from concurrent.futures import Future
 
-import numpy as np
-
 from engines.batcher import BatchedFace, BatcherFullError, MicroBatcher
-from monitor.faces import FacesFrame, TrackState, align_face, quality_signals
+from monitor.faces import FacesFrame
 from monitor.tracks import (
-    Candidate,
     PolicyConfig,
     ScoredFace,
     ScoringBudget,
@@ -31,6 +28,7 @@ from monitor.tracks import (
     TrackQualityConfig,
     TrackUpdate,
 )
+from monitor.tracks.candidates import frame_candidates, with_score
 from pipelines.frame import Frame
 
 #: How long a file's submit waits for room in a full batcher queue before trying again.
@@ -62,22 +60,9 @@ class StreamScorer:
 
     def step(self, frame: Frame, result: FacesFrame, now: float) -> tuple[TrackUpdate, ...]:
         """Score what the policy chooses on this frame; the book's updates, in order."""
-        rows = np.flatnonzero(
-            result.landmarks.found & (result.faces.states == TrackState.CONFIRMED)
-        )
-        pending: dict[int, ScoredFace] = {}
-        candidates = []
-        for row in rows:
-            track = int(result.faces.track_ids[row])
-            xyxy = result.faces.xyxy[row]
-            aligned = align_face(frame.image, xyxy, result.landmarks.ibug68[row])
-            sig = quality_signals(
-                xyxy, result.landmarks.points[row], aligned.image, aligned.landmarks
-            )
-            det = float(result.faces.scores[row])
-            box = (float(xyxy[0]), float(xyxy[1]), float(xyxy[2]), float(xyxy[3]))
-            pending[track] = ScoredFace(track, frame.index, result.pts, 0.0, det, sig, box, aligned)
-            candidates.append(Candidate(track, sig, det, int(row)))
+        pairs = frame_candidates(frame.image, result, result.pts)
+        pending = {face.track_id: face for face, _ in pairs}
+        candidates = [candidate for _, candidate in pairs]
         self.faces_seen += len(candidates)
         scored: list[ScoredFace] = []
         if candidates:
@@ -91,7 +76,7 @@ class StreamScorer:
             for face, future in futures:
                 done = future.result()
                 self._observe(done)
-                scored.append(_with_score(face, done.quality.score))
+                scored.append(with_score(face, done.quality.score))
         self.faces_scored += len(scored)
         updates = self.book.step(result.events, scored)
         self.policy.apply(updates)
@@ -127,16 +112,3 @@ class StreamScorer:
             self._batches_seen.clear()
         self._batches_seen.add(done.batch_id)
         self.policy.budget.observe_engine(done.batch_size, done.inference_s)
-
-
-def _with_score(face: ScoredFace, score: float) -> ScoredFace:
-    return ScoredFace(
-        face.track_id,
-        face.frame,
-        face.pts,
-        float(score),
-        face.detection_score,
-        face.signals,
-        face.xyxy,
-        face.face,
-    )
