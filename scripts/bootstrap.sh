@@ -19,6 +19,7 @@ APT_PACKAGES=(
   gir1.2-gstreamer-1.0 gir1.2-gst-plugins-base-1.0 gir1.2-gst-rtsp-server-1.0
   libgirepository1.0-dev libcairo2-dev pkg-config   # to build PyGObject
   default-jre-headless maven                # the test Kafka broker
+  chromium                                  # renders fqm report's HTML in its test (headless)
 )
 if [[ "${FQM_SKIP_APT:-0}" != 1 ]]; then
   missing=()
