@@ -99,6 +99,7 @@ def test_manifest_is_complete_and_consistent() -> None:
         "face_detection_short_range.tflite",
         "face_detection_full_range.tflite",
         "face_landmark.tflite",
+        "dlib_face_recognition_resnet_model_v1.dat",  # dslfiqa-lite's training labels
     }
     assert {a.kind for a in MANIFEST.values()} == set(KINDS)
     assert {a.registry for a in MANIFEST.values()} == set(REGISTRIES)
