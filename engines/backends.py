@@ -56,6 +56,7 @@ __all__ = [
     "TensorRTConfig",
     "TorchConfig",
     "choose_backend",
+    "graph_buckets",
     "list_backends",
     "open_engine",
 ]
@@ -103,7 +104,13 @@ class TorchConfig:
         precision: ``fp32``; ``fp16``/``bf16`` autocast on CUDA only (refused on a CPU).
         channels_last: CUDA only: NHWC memory layout for the model and inputs.
         compile: CUDA only: ``torch.compile`` the forward.
-        cuda_graphs: CUDA-graph capture per batch size: not implemented yet (refused).
+        cuda_graphs: CUDA only: capture one CUDA graph per batch size of
+            ``graph_batch_sizes`` at open; a batch is padded to the next captured size and
+            replayed; a batch above the largest runs eagerly.
+        graph_batch_sizes: the captured sizes (crops); ``()`` = the powers of two below
+            ``max_batch``, and ``max_batch`` (1, 2, 4, 8 by default). Needs ``cuda_graphs``.
+        pinned_memory: CUDA only: host transfers go through page-locked staging buffers
+            with ``non_blocking`` copies (no effect on a CPU, which transfers nothing).
         max_batch: crops per forward.
     """
 
@@ -113,10 +120,37 @@ class TorchConfig:
     channels_last: bool = False
     compile: bool = False
     cuda_graphs: bool = False
+    graph_batch_sizes: tuple[int, ...] = ()
+    pinned_memory: bool = True
     max_batch: int = DEFAULT_MAX_BATCH
 
     def __post_init__(self) -> None:
         _check_common("torch", self.max_batch, self.precision)
+        if self.graph_batch_sizes and not self.cuda_graphs:
+            raise BackendConfigError("torch: graph_batch_sizes needs cuda_graphs=True")
+        bad = [b for b in self.graph_batch_sizes if not isinstance(b, int) or b < 1]
+        if bad:
+            raise BackendConfigError(f"torch: graph_batch_sizes must be ints >= 1, got {bad}")
+
+    @property
+    def graph_sizes(self) -> tuple[int, ...]:
+        """The batch sizes captured with ``cuda_graphs``, ascending (``()`` without it)."""
+        if not self.cuda_graphs:
+            return ()
+        return graph_buckets(self.max_batch, self.graph_batch_sizes)
+
+
+def graph_buckets(max_batch: int, sizes: tuple[int, ...] = ()) -> tuple[int, ...]:
+    """Ascending, distinct captured batch sizes: ``sizes``, or powers of two below
+    ``max_batch`` and ``max_batch`` itself.
+
+    >>> graph_buckets(8), graph_buckets(20), graph_buckets(4, (16, 1, 16))
+    ((1, 2, 4, 8), (1, 2, 4, 8, 16, 20), (1, 16))
+    """
+    if sizes:
+        return tuple(sorted(set(sizes)))
+    out = [1 << i for i in range(max_batch.bit_length()) if 1 << i < max_batch]
+    return (*out, max_batch)
 
 
 @dataclass(frozen=True, kw_only=True)
