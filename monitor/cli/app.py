@@ -13,6 +13,7 @@ import click
 from monitor import __version__
 from monitor.cli.assets import assets_cli
 from monitor.cli.bench import bench_cli
+from monitor.cli.config import validate_config_cli
 from monitor.cli.consume import consume_cli
 from monitor.cli.doctor import doctor_cli
 from monitor.cli.engines import engines_cli
@@ -70,6 +71,7 @@ cli.add_command(train_cli)
 cli.add_command(consume_cli)
 cli.add_command(engines_cli)
 cli.add_command(run_cli)
+cli.add_command(validate_config_cli)
 
 
 def main() -> None:

@@ -33,6 +33,7 @@ EXPECTED: tuple[tuple[str, str], ...] = (
     ("engines.trt.errors", "TensorRTError"),
     ("monitor.assets", "AssetError"),
     ("monitor.delivery.consumer", "ConsumeError"),
+    ("monitor.config.errors", "ConfigError"),
 )
 #: Exit status of an unexpected exception (sysexits.h EX_SOFTWARE).
 EXIT_INTERNAL = 70
