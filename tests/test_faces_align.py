@@ -1,4 +1,5 @@
-"""Alignment to the 512x512 DSL-FIQA input, and the cheap quality signals."""
+"""Alignment to the 512x512 DSL-FIQA input (the level-eyes and official rules), and the cheap
+quality signals."""
 
 from __future__ import annotations
 
@@ -8,9 +9,10 @@ import pytest
 
 from monitor.assets import asset_path
 from monitor.faces import FaceDetector, FaceLandmarker
-from monitor.faces.align import ALIGNED_SIZE, AlignedFace, align_face
+from monitor.faces.align import ALIGNED_SIZE, AlignedFace, align_face, eye_centres
 from monitor.faces.quality import head_pose, laplacian_variance, quality_signals
-from monitor.faces.warp import crop_to_image
+from monitor.faces.warp import crop_to_image, image_to_crop
+from pipelines.av_source import AvFileSource
 
 
 def _read(name: str) -> np.ndarray:
@@ -44,6 +46,26 @@ def _face(models, image: np.ndarray):
     return faces, marks
 
 
+def _roll(left: np.ndarray, right: np.ndarray) -> float:
+    """Angle in degrees of the line from ``left`` to ``right`` (image left to right)."""
+    d = np.asarray(right, np.float64) - np.asarray(left, np.float64)
+    return float(np.degrees(np.arctan2(d[1], d[0])))
+
+
+def _mesh_roll(mesh: np.ndarray, matrix: np.ndarray) -> float:
+    """Roll of a face in an aligned image, from the mesh's outer eye corners (33, 263): points
+    neither rule levels, so this measures the face, not the rule's own construction."""
+    corners = image_to_crop(mesh[[33, 263], :2], matrix)
+    return _roll(corners[0], corners[1])
+
+
+def _chin_over_eyes(p: np.ndarray) -> float:
+    """Eye-midpoint-to-chin distance over the distance between the eye centres: a face's
+    proportion, unchanged by rotation and uniform scaling, changed by stretching."""
+    a, b = eye_centres(p)
+    return float(np.linalg.norm(p[8] - (a + b) / 2) / np.linalg.norm(b - a))
+
+
 @pytest.mark.parametrize("tilt", [0.0, 15.0, -20.0])
 def test_aligned_face_has_level_eyes_and_landmarks_in_crop_pixels(models, tilt: float) -> None:
     image = _rotate(_read("grace_hopper_512x512.jpg"), tilt)
@@ -51,7 +73,8 @@ def test_aligned_face_has_level_eyes_and_landmarks_in_crop_pixels(models, tilt: 
     aligned = align_face(image, faces.xyxy[0], marks.ibug68[0])
     assert aligned.image.shape == (ALIGNED_SIZE, ALIGNED_SIZE, 3)
     p = aligned.landmarks
-    assert abs(p[38, 1] - p[47, 1]) < 0.5  # the official eye points, levelled
+    assert abs(_roll(*eye_centres(p))) < 0.05  # the eye centres, levelled
+    assert abs(_mesh_roll(marks.points[0], aligned.matrix)) < 2.0
     assert (p > 0).all()
     assert (p < ALIGNED_SIZE).all()
     # The matrix maps the aligned points back onto the frame's points.
@@ -59,6 +82,89 @@ def test_aligned_face_has_level_eyes_and_landmarks_in_crop_pixels(models, tilt: 
     assert np.abs(back - marks.ibug68[0]).max() < 1e-3
     # The face is in the middle: eyes in the upper half, chin in the lower half.
     assert p[36:48, 1].mean() < ALIGNED_SIZE / 2 < p[8, 1]
+    # Rotation and uniform scale only: the face keeps its proportions.
+    assert _chin_over_eyes(p) == pytest.approx(_chin_over_eyes(marks.ibug68[0]), rel=1e-3)
+
+
+@pytest.mark.parametrize("tilt", [0.0, 15.0])
+def test_official_rule_levels_points_38_and_47_in_the_clipped_box(models, tilt: float) -> None:
+    image = _rotate(_read("grace_hopper_512x512.jpg"), tilt)
+    faces, marks = _face(models, image)
+    aligned = align_face(image, faces.xyxy[0], marks.ibug68[0], rule="official")
+    p = aligned.landmarks
+    assert abs(p[38, 1] - p[47, 1]) < 0.5  # the official eye points, levelled
+    assert abs(_roll(*eye_centres(p))) > 3  # ...which leaves the eye centres tilted
+    # The crop is the enlarged box clipped to the image, resized (aligned 0 and 512 map to its
+    # edges) and rotated about the aligned image's middle pixel, which stays where it was.
+    x1, y1, x2, y2 = faces.xyxy[0]
+    bw, bh = x2 - x1, y2 - y1
+    box = np.clip([x1 - 0.8 * bw, y1 - 0.8 * bh, x2 + 0.8 * bw, y2 + 0.8 * bh], 0, 512)
+    mid = (ALIGNED_SIZE - 1) / 2
+    centre = crop_to_image(np.full(2, mid), aligned.matrix)
+    expected = box[:2] + mid * (box[2:] - box[:2]) / ALIGNED_SIZE
+    assert np.abs(centre - expected).max() < 1e-3
+    back = crop_to_image(p, aligned.matrix)
+    assert np.abs(back - marks.ibug68[0]).max() < 1e-3
+
+
+def test_align_rejects_an_unknown_rule(models) -> None:
+    image = _read("grace_hopper_512x512.jpg")
+    faces, marks = _face(models, image)
+    with pytest.raises(ValueError, match="rule must be"):
+        align_face(image, faces.xyxy[0], marks.ibug68[0], rule="mtcnn")  # type: ignore[arg-type]
+
+
+def test_level_eyes_on_real_video_frames_and_the_official_tilt(models) -> None:
+    """franck.mp4: a webcam-style clip whose face fills the 288-line frame. The default rule
+    leaves no roll and no stretch; the official one tilts every face (points 38 and 47 are an
+    upper and a lower lid) and stretches it (the enlarged box is clipped to the frame)."""
+    eyes_roll, official_roll, eyes_shape, official_shape = [], [], [], []
+    with AvFileSource(asset_path("franck.mp4")) as source:
+        for frame in source:
+            if frame.index >= 600:
+                break
+            if frame.index % 40:
+                continue
+            faces, marks = _face(models, frame.image)
+            if not len(faces) or not marks.found[0]:
+                continue
+            ref = _chin_over_eyes(marks.ibug68[0])
+            for rule, roll, shape in (
+                ("eyes", eyes_roll, eyes_shape),
+                ("official", official_roll, official_shape),
+            ):
+                a = align_face(frame.image, faces.xyxy[0], marks.ibug68[0], rule=rule)
+                roll.append(_mesh_roll(marks.points[0], a.matrix))
+                shape.append(_chin_over_eyes(a.landmarks) / ref - 1)
+    assert len(eyes_roll) >= 12
+    assert abs(np.mean(eyes_roll)) < 1.0
+    assert np.abs(eyes_roll).max() < 3.0
+    assert np.abs(eyes_shape).max() < 0.01
+    assert np.mean(official_roll) < -5.0
+    assert np.mean(official_shape) > 0.1
+
+
+def test_a_face_at_the_border_of_a_small_frame_is_padded_not_stretched(models) -> None:
+    """A face at the top of a 200x120 frame: its enlarged box runs past the top edge. The default rule pads (black where the frame ends) and keeps the proportions;
+    clipping (the official rule) squeezes the box and stretches the face."""
+    face = _read("grace_hopper_512x512.jpg")
+    small = av.VideoFrame.from_ndarray(face, format="rgb24").reformat(110, 110).to_ndarray()
+    frame = np.full((120, 200, 3), 128, np.uint8)
+    frame[:110, :110] = small
+    faces, marks = _face(models, frame)
+    assert len(faces) == 1
+    assert marks.found[0]
+    x1, y1, x2, y2 = faces.xyxy[0]
+    assert y1 - 0.8 * (y2 - y1) < 0  # the enlarged box runs past the top edge
+    ref = _chin_over_eyes(marks.ibug68[0])
+    padded = align_face(frame, faces.xyxy[0], marks.ibug68[0])
+    assert _chin_over_eyes(padded.landmarks) == pytest.approx(ref, rel=1e-3)
+    # Aligned pixels that map outside the frame are black; those inside are the frame's.
+    outside = crop_to_image(np.array([[5.0, 5.0]]), padded.matrix)[0]
+    assert (outside < 0).any()
+    assert padded.image[5, 5].max() == 0
+    clipped = align_face(frame, faces.xyxy[0], marks.ibug68[0], rule="official")
+    assert abs(_chin_over_eyes(clipped.landmarks) / ref - 1) > 0.05
 
 
 def test_align_refuses_missing_landmarks() -> None:

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from monitor.faces.align import DEFAULT_MARGIN, align_face
+from monitor.faces.align import DEFAULT_MARGIN, DEFAULT_RULE, AlignRule, align_face
 from monitor.faces.detector import DEFAULT_MIN_SCORE, DetectorModel, FaceDetector
 from monitor.faces.landmarks import FaceLandmarker
 
@@ -52,6 +52,8 @@ class PhotoAligner:
             :class:`FaceDetector`).
         min_score: least detection score for a face.
         margin: box enlargement per side for alignment (see :func:`align_face`).
+        rule: alignment rule, ``"eyes"`` (eye centres level, box padded) or ``"official"``
+            (the official custom-image script's, for parity; see :mod:`monitor.faces.align`).
         max_faces: keep at most this many faces per photo, highest detection score first
             (None: all).
 
@@ -65,11 +67,15 @@ class PhotoAligner:
         *,
         min_score: float = DEFAULT_MIN_SCORE,
         margin: float = DEFAULT_MARGIN,
+        rule: AlignRule = DEFAULT_RULE,
         max_faces: int | None = None,
     ) -> None:
         if max_faces is not None and max_faces < 1:
             raise ValueError(f"max_faces must be >= 1 or None, got {max_faces}")
+        if rule not in ("eyes", "official"):
+            raise ValueError(f"rule must be 'eyes' or 'official', got {rule!r}")
         self.margin = margin
+        self.rule: AlignRule = rule
         self.max_faces = max_faces
         with ExitStack() as stack:  # close the detector if the landmarker fails to load
             self._detector: FaceDetector | None = stack.enter_context(
@@ -88,7 +94,7 @@ class PhotoAligner:
         for i in np.flatnonzero(marks.found):
             if self.max_faces is not None and len(out) >= self.max_faces:
                 break
-            aligned = align_face(image, faces.xyxy[i], marks.ibug68[i], self.margin)
+            aligned = align_face(image, faces.xyxy[i], marks.ibug68[i], self.margin, self.rule)
             x1, y1, x2, y2 = (float(v) for v in faces.xyxy[i])
             out.append(
                 DetectedFace(
