@@ -171,6 +171,8 @@ def test_bench_quality_auto_says_what_it_chose_and_keeps_the_naive_baseline() ->
         (("--backend", "tensorrt"), "Error: TensorRT "),
         (("--backend", "torch", "--precision", "fp16"), "Error: torch on cpu: precision=fp16"),
         (("--backend", "onnxruntime", "--precision", "bf16"), "Error: onnxruntime: precision"),
+        (("--backend", "torch", "--cuda-graphs"), "Error: torch on cpu: cuda_graphs need a CUDA"),
+        (("--backend", "torch", "--channels-last"), "Error: torch on cpu: channels_last need"),
     ],
 )
 def test_bench_quality_unavailable_backend_is_one_clear_line(
@@ -206,3 +208,28 @@ def test_peak_tflops_matches_the_most_specific_card_name() -> None:
     assert peak_tflops("Tesla T4", "bf16") is None  # no bf16 tensor cores
     assert peak_tflops("Some Future GPU", "fp16") is None
     assert peak_tflops(None, "fp16") is None
+
+
+def test_bench_torch_engine_is_sized_by_the_largest_batch() -> None:
+    """A timed forward of --batch crops is one forward: max_batch covers the largest batch."""
+    from engines.dslfiqa.random_weights import build_random
+    from monitor.benchmarks.quality import TorchOptions, open_bench_engine
+
+    model = build_random("dslfiqa-tiny", seed=0)
+    opened = open_bench_engine(
+        model, "torch", "fp32", "cpu", "center", TorchOptions(batches=(2, 16))
+    )
+    assert opened.engine.max_batch == 16
+    assert opened.selection == "torch requested"
+    opened.close()
+    default = open_bench_engine(model, "torch", "fp32", "cpu", "center")
+    assert default.engine.max_batch == 8  # engines.backends.DEFAULT_MAX_BATCH
+    default.close()
+
+
+def test_bench_flop_arithmetic_is_the_engines_one() -> None:
+    from engines import flops
+    from monitor.benchmarks import quality
+
+    assert quality.PEAK_TFLOPS is flops.PEAK_TFLOPS
+    assert quality.OFFICIAL_GFLOP_PER_CROP == flops.OFFICIAL_GFLOP_PER_CROP == 261.0

@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING
 import av
 import numpy as np
 
+from engines import flops as _flops
 from engines.dslfiqa.constants import NUM_CROPS_OFFICIAL, OFFICIAL_SEED, CropMode
 from pipelines.av_source import AvFileSource
 
@@ -276,34 +277,11 @@ def time_official_naive(model: DslFiqa, faces: Sequence[BenchFace]) -> SpeedResu
 # ------------------------------------------------------------------ bench quality --backend
 
 QUALITY_BACKENDS: tuple[str, ...] = ("torch", "onnxruntime", "tensorrt", "auto")
-#: FLOPs of one crop forward of the official model at 384 (DSL_FIQA.md 8). Other variants
-#: are counted with torch's FlopCounterMode (matmul/conv/attention FLOPs; it counts 241
-#: GFLOP for the official model, the card's figure includes the rest).
-OFFICIAL_GFLOP_PER_CROP = 261.0
-#: Dense peak TFLOP/s per precision (tensor cores for fp16/bf16; fp32 without TF32) from
-#: NVIDIA's datasheets, matched against ``torch.cuda.get_device_name`` in order (the first
-#: substring that occurs wins, so ``H100 PCIe`` precedes ``H100`` and ``A100`` ``A10``).
-PEAK_TFLOPS: tuple[tuple[str, dict[str, float]], ...] = (
-    ("H200", {"fp16": 989.0, "bf16": 989.0, "fp32": 67.0}),
-    ("H100 PCIe", {"fp16": 756.0, "bf16": 756.0, "fp32": 51.0}),
-    ("H100", {"fp16": 989.0, "bf16": 989.0, "fp32": 67.0}),
-    ("A100", {"fp16": 312.0, "bf16": 312.0, "fp32": 19.5}),
-    ("L40S", {"fp16": 362.0, "bf16": 362.0, "fp32": 91.6}),
-    ("L4", {"fp16": 121.0, "bf16": 121.0, "fp32": 30.3}),
-    ("A10", {"fp16": 125.0, "bf16": 125.0, "fp32": 31.2}),
-    ("RTX 4090", {"fp16": 165.0, "bf16": 165.0, "fp32": 82.6}),
-    ("T4", {"fp16": 65.0, "fp32": 8.1}),
-)
-
-
-def peak_tflops(device_name: str | None, precision: str) -> float | None:
-    """The card's dense peak TFLOP/s at ``precision`` from :data:`PEAK_TFLOPS`, else None."""
-    if not device_name:
-        return None
-    for key, peaks in PEAK_TFLOPS:
-        if key.lower() in device_name.lower():
-            return peaks.get(precision)
-    return None
+# The FLOP arithmetic (GFLOP per crop of the official model, the cards' peaks) lives in
+# engines.flops, shared with python -m engines.gpu_check; re-exported here.
+OFFICIAL_GFLOP_PER_CROP = _flops.OFFICIAL_GFLOP_PER_CROP
+PEAK_TFLOPS = _flops.PEAK_TFLOPS
+peak_tflops = _flops.peak_tflops
 
 
 def gflop_per_crop(model: DslFiqa) -> tuple[float, str]:
@@ -353,13 +331,42 @@ def _ort_providers(device: str) -> tuple[str, ...]:
     return (ORT_CPU,) if device == "cpu" else (ORT_CUDA, ORT_CPU)
 
 
+@dataclass(frozen=True)
+class TorchOptions:
+    """torch CUDA settings for ``fqm bench quality`` (refused on a CPU, with the reason).
+
+    ``batches`` sizes the engine: ``max_batch`` is the largest timed batch (so a forward
+    of ``--batch`` crops is one forward), and with ``cuda_graphs`` exactly those sizes are
+    captured.
+    """
+
+    channels_last: bool = False
+    compile: bool = False
+    cuda_graphs: bool = False
+    pinned_memory: bool = True
+    batches: tuple[int, ...] = ()
+
+    @property
+    def max_batch(self) -> int:
+        from engines.backends import DEFAULT_MAX_BATCH
+
+        return max(self.batches, default=DEFAULT_MAX_BATCH)
+
+
 def _open_named(
-    model: DslFiqa, backend: str, precision: str, device: str, mode: str
+    model: DslFiqa,
+    backend: str,
+    precision: str,
+    device: str,
+    mode: str,
+    options: TorchOptions = TorchOptions(),
 ) -> OpenedEngine:
     """Open ``backend`` at ``precision`` through ``engines.backends.open_engine``.
 
-    onnxruntime gets a graph exported at that precision (fp32 or fp16) into a temporary
-    folder. Raises the engines' ``BackendUnavailableError`` / ``BackendConfigError``.
+    torch gets ``options``; tensorrt a profile up to the largest batch (at least its
+    default 32); onnxruntime a graph exported at that precision (fp32 or fp16) into a
+    temporary folder. Raises the engines' ``BackendUnavailableError`` /
+    ``BackendConfigError``.
     """
     import tempfile
 
@@ -372,11 +379,23 @@ def _open_named(
     )
 
     if backend == "torch":
-        config = TorchConfig(device=device, precision=precision)  # type: ignore[arg-type]
+        config = TorchConfig(
+            device=device,
+            precision=precision,  # type: ignore[arg-type]
+            channels_last=options.channels_last,
+            compile=options.compile,
+            cuda_graphs=options.cuda_graphs,
+            graph_batch_sizes=options.batches if options.cuda_graphs else (),
+            pinned_memory=options.pinned_memory,
+            max_batch=options.max_batch,
+        )
         engine = open_engine(model, "torch", mode=mode, config=config)
         return OpenedEngine(engine, engine.selection)
     if backend == "tensorrt":
-        config_trt = TensorRTConfig(precision=precision)  # type: ignore[arg-type]
+        config_trt = TensorRTConfig(
+            precision=precision,  # type: ignore[arg-type]
+            max_batch=max(TensorRTConfig().max_batch, options.max_batch),
+        )
         engine = open_engine(model, "tensorrt", mode=mode, config=config_trt)
         return OpenedEngine(engine, engine.selection)
     if backend != "onnxruntime":
@@ -409,14 +428,20 @@ def _open_named(
 
 
 def open_bench_engine(
-    model: DslFiqa, backend: str, precision: str, device: str, mode: str = "center"
+    model: DslFiqa,
+    backend: str,
+    precision: str,
+    device: str,
+    mode: str = "center",
+    options: TorchOptions = TorchOptions(),
 ) -> OpenedEngine:
     """The engine ``fqm bench quality --backend`` times, with how it was chosen.
 
-    ``auto`` at fp32 is ``open_engine(model, "auto")`` itself; at fp16/bf16 it walks the same
-    order (:func:`engines.backends.choose_backend`) and opens the first backend that takes
-    that precision here, listing what it skipped and why. A named backend that cannot run
-    raises the engines' ``BackendUnavailableError`` or ``BackendConfigError``.
+    ``auto`` walks the order of ``open_engine(model, "auto")``
+    (:func:`engines.backends.choose_backend`) and opens the first backend that takes
+    ``precision`` (and, for torch, ``options``) here, listing what it skipped and why. A
+    named backend that cannot run raises the engines' ``BackendUnavailableError`` or
+    ``BackendConfigError``.
     """
     from engines.backends import (
         AUTO_ORDER,
@@ -425,28 +450,26 @@ def open_bench_engine(
         BackendUnavailableError,
         OnnxRuntimeConfig,
         choose_backend,
-        open_engine,
         ort_providers,
     )
 
     if backend != "auto":
-        return _open_named(model, backend, precision, device, mode)
-    if precision == "fp32":
-        engine = open_engine(model, "auto", mode=mode)
-        return OpenedEngine(engine, engine.selection)
+        return _open_named(model, backend, precision, device, mode, options)
     candidates, skipped = choose_backend(model)
     for label, config in candidates:
         if isinstance(config, OnnxRuntimeConfig):
             dev = "cuda" if ORT_CUDA in ort_providers(config) else "cpu"
+            described = f"{label} ({', '.join(ort_providers(config))})"
         else:
             dev = getattr(config, "device", device)
+            described = label
         try:
-            opened = _open_named(model, config.type, precision, dev, mode)
+            opened = _open_named(model, config.type, precision, dev, mode, options)
         except (BackendUnavailableError, BackendConfigError) as exc:
             skipped.append(f"{label}: {exc}")
             continue
         opened.selection = (
-            f"auto chose {label} at {precision}; skipped: {'; '.join(skipped) or 'none'}; "
+            f"auto chose {described} at {precision}; skipped: {'; '.join(skipped) or 'none'}; "
             f"order: {' > '.join(lbl for lbl, _, _ in AUTO_ORDER)}"
         )
         return opened
@@ -551,7 +574,7 @@ def time_backend(
     crops = len(prepared.crops)
     fraction = None
     if gflop is not None and peak is not None:
-        fraction = crops * gflop / sum(latencies) / (peak * 1e3)
+        fraction = _flops.flop_fraction(crops, sum(latencies), gflop, peak)
     return BackendResult(
         "engine",
         info.backend,

@@ -242,6 +242,19 @@ def faces_cli(
     multiple=True,
     help="Crops per forward (repeatable; default: 1).",
 )
+@click.option("--channels-last", is_flag=True, help="torch on CUDA: NHWC model and input buffers.")
+@click.option(
+    "--cuda-graphs",
+    is_flag=True,
+    help="torch on CUDA: capture one CUDA graph per --batch size and replay it.",
+)
+@click.option("--compile", "compile_", is_flag=True, help="torch on CUDA: torch.compile.")
+@click.option(
+    "--pinned-memory/--no-pinned-memory",
+    default=True,
+    show_default=True,
+    help="torch on CUDA: page-locked staging buffers for host transfers.",
+)
 @click.option("--faces", type=click.IntRange(min=1), default=4, show_default=True)
 @click.option(
     "--naive-faces",
@@ -265,6 +278,10 @@ def quality_cli(
     precision: str,
     modes: tuple[CropMode, ...],
     batches: tuple[int, ...],
+    channels_last: bool,
+    cuda_graphs: bool,
+    compile_: bool,
+    pinned_memory: bool,
     faces: int,
     naive_faces: int,
     variant: str,
@@ -277,12 +294,15 @@ def quality_cli(
     The engine runs through engines.backends.open_engine; the official procedure (batch 1,
     20 random crops per face, torch fp32) runs in the same process for comparison. On a GPU
     the fraction of the card's FLOP-bound limit is reported (docs/benchmarks.md).
+    --channels-last, --cuda-graphs, --compile and --no-pinned-memory are torch-on-CUDA
+    settings (engines.backends.TorchConfig); on a CPU they are refused with the reason.
     """
     import torch
 
     from engines.dslfiqa.variants import variant_for_config
     from monitor.benchmarks.quality import (
         BackendResult,
+        TorchOptions,
         gflop_per_crop,
         load_bench_model,
         open_bench_engine,
@@ -295,7 +315,14 @@ def quality_cli(
     batches = batches or (1,)
     log = (lambda m: click.echo(m, err=True)) if as_json else click.echo
     model, weights_label = load_bench_model(weights, device, variant)
-    opened = open_bench_engine(model, backend, precision, device, modes[0])
+    options = TorchOptions(
+        channels_last=channels_last,
+        compile=compile_,
+        cuda_graphs=cuda_graphs,
+        pinned_memory=pinned_memory,
+        batches=tuple(sorted(set(batches))),
+    )
+    opened = open_bench_engine(model, backend, precision, device, modes[0], options)
     try:
         engine = opened.engine
         pool = _sample_faces(max(faces, naive_faces))
@@ -326,6 +353,8 @@ def quality_cli(
             "device": device,
             "selection": opened.selection,
             "engine": asdict(engine.info),
+            "torch_options": asdict(options),
+            "cuda_graph_sizes": list(getattr(engine, "graph_sizes", ())),
             "variant": variant_for_config(model.config).name,
             "torch": torch.__version__,
             "threads": torch.get_num_threads(),
