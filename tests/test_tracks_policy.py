@@ -179,3 +179,42 @@ def test_bad_settings_fail_fast() -> None:
         PolicyConfig(bigger_pct=-1)
     with pytest.raises(ValueError, match="burst"):
         ScoringBudget(burst=0.5)
+
+
+def looks(policy: ScoringPolicy, track: int, times: list[float], size: float = 100.0) -> list:
+    return [policy.wants_look(track, size, frame=i, now=t) for i, t in enumerate(times)]
+
+
+def test_new_tracks_are_looked_at_until_scored_and_tiny_faces_never() -> None:
+    policy = ScoringPolicy()
+    assert looks(policy, 1, [0.0, 0.04, 0.08]) == [True, True, True]
+    assert looks(policy, 2, [0.0, 0.04], size=10.0) == [False, False]
+
+
+def test_between_routine_scores_a_track_is_looked_at_every_look_interval() -> None:
+    policy = ScoringPolicy(PolicyConfig(rescore_interval=1.0, look_interval=0.2))
+    policy.select([cand(1)], frame=0, now=0.0)  # scored: the clocks restart
+    times = [i / FPS for i in range(1, 26)]  # the next second, at 25 fps
+    got = looks(policy, 1, times)
+    looked_at = [t for t, g in zip(times, got, strict=True) if g]
+    # every 0.2 s (5 frames), then every frame once the routine rescore is due (t >= 1.0)
+    assert looked_at == pytest.approx([0.2, 0.4, 0.6, 0.8, 1.0])
+
+
+def test_no_look_without_a_token_and_routine_looks_keep_the_reserve() -> None:
+    budget = ScoringBudget(faces_per_s=1.0, burst=1.0)
+    policy = ScoringPolicy(PolicyConfig(rescore_interval=0.5, routine_reserve=1.0), budget)
+    assert policy.wants_look(1, 100.0, frame=0, now=0.0)
+    assert [d.candidate.track_id for d in policy.select([cand(1)], frame=0, now=0.0).score] == [1]
+    assert not policy.wants_look(2, 100.0, frame=1, now=0.1)  # the bucket is empty
+    assert policy.wants_look(2, 100.0, frame=2, now=1.0)  # one token again: a new track
+    assert not policy.wants_look(1, 100.0, frame=2, now=1.0)  # due, but 1 + reserve needed
+
+
+def test_a_shared_budget_runs_on_its_own_clock() -> None:
+    budget = ScoringBudget(faces_per_s=1.0, burst=1.0)
+    a, b = ScoringPolicy(budget=budget), ScoringPolicy(budget=budget)
+    # stream a at pts 100 s, stream b at pts 0 s: one wall clock (budget_now) for the budget
+    assert a.select([cand(1)], frame=0, now=100.0, budget_now=5.0).score
+    assert not b.select([cand(1)], frame=0, now=0.0, budget_now=5.1).score
+    assert b.select([cand(1)], frame=1, now=0.04, budget_now=6.1).score

@@ -19,6 +19,7 @@ from monitor.service.emit import EventEmitter, ModelLabel
 from monitor.service.scoring import StreamScorer
 from monitor.service.sink import LockedSink
 from monitor.service.stream import StreamProgress, StreamWorker
+from monitor.tracks import ScoringBudget
 from pipelines.urls import mask_url, source_kind
 
 log = logging.getLogger(__name__)
@@ -42,7 +43,11 @@ class ServiceConfig:
         topics: topic names.
         replication: Kafka topics' replication factor when fqm creates them.
         max_frames: stop each stream after this many frames.
+        analyse_fps: frames per second each stream's face stage sees (``None``: all).
         batch: the shared batcher's policy.
+        torch_threads: torch's intra-op threads for the process (engine and face warps);
+            ``None`` leaves torch's default. See docs/service.md: on small hosts the stream
+            threads already use every core, and more torch threads only contend.
     """
 
     sources: tuple[str, ...]
@@ -56,7 +61,9 @@ class ServiceConfig:
     topics: Topics = field(default_factory=Topics)
     replication: int = 1
     max_frames: int | None = None
+    analyse_fps: float | None = None
     batch: BatcherConfig = field(default_factory=lambda: BatcherConfig(max_batch=8, max_queue=64))
+    torch_threads: int | None = 1
 
 
 @dataclass(frozen=True)
@@ -130,11 +137,12 @@ def open_sink(config: ServiceConfig) -> LockedSink:
 
 
 def _make_stage():
+    """A stream thread's face stage (no landmarker: the scorer looks only at the faces it
+    may score) and its landmarker; neither is thread-safe."""
     from monitor.faces import FaceDetector, FaceLandmarker, FaceStage
 
     detector = FaceDetector()
-    stage = FaceStage(detector, landmarker=FaceLandmarker())
-    return stage, detector.close
+    return FaceStage(detector), FaceLandmarker(), detector.close
 
 
 class Service:
@@ -165,17 +173,29 @@ class Service:
                 n += 1
             ids.add(source.stream_id)
             sources.append((location, source, live))
+        if cfg.torch_threads is not None:
+            import torch
+
+            torch.set_num_threads(cfg.torch_threads)
         self.engine, self.label = open_model(cfg)
         self.batcher = MicroBatcher(self.engine, cfg.batch)
         self.sink = open_sink(cfg)
         producer = default_producer()
+        budget = ScoringBudget()  # one engine, one budget: streams share its measured speed
         for location, source, live in sources:
-            scorer = StreamScorer(source.stream_id, self.batcher, live=live)
+            scorer = StreamScorer(source.stream_id, self.batcher, live=live, budget=budget)
             emitter = EventEmitter(
                 source.stream_id, producer, self.label, self.sink.publish_all, cfg.topics
             )
             worker = StreamWorker(
-                location, source, scorer, emitter, _make_stage, live=live, max_frames=cfg.max_frames
+                location,
+                source,
+                scorer,
+                emitter,
+                _make_stage,
+                live=live,
+                max_frames=cfg.max_frames,
+                analyse_fps=cfg.analyse_fps,
             )
             self.workers.append(worker)
         self._started = time.monotonic()

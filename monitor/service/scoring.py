@@ -1,24 +1,41 @@
 """``StreamScorer``: one stream's glue between the policy, the shared batcher and the book.
 
-Per frame: align each confirmed face that has landmarks and compute its cheap signals, let
-``ScoringPolicy.select`` choose, submit the chosen faces to the shared ``MicroBatcher``,
-wait for their scores, feed them to the ``TrackQualityBook`` with the frame's lifecycle
-events, give the updates back to the policy, and feed each batch's measured engine speed
-to the policy's budget (``ScoringBudget.observe_engine``).
+Per frame:
 
-The stream waits for its own faces' scores before the next frame (other streams' faces
-batch with them meanwhile): a file is thereby slowed to the engine's pace (backpressure),
-and a live source, which keeps decoding on its reader thread, drops frames in its own
-bounded queue instead. When the batcher's queue is full a file blocks on ``submit``; a
-live stream drops the face at once (counted in ``faces_dropped``).
+1. **look** only at faces that may be scored (``ScoringPolicy.wants_look``: not tiny, a
+   token in the budget, the track new, due or not looked at for ``look_interval``):
+   landmarks, alignment and cheap signals cost about as much as detection, so the other
+   faces of the frame get none of them;
+2. let ``ScoringPolicy.select`` choose among those, and submit the chosen faces to the
+   shared ``MicroBatcher`` without waiting;
+3. queue the frame (its lifecycle events and its faces' futures) behind the frames still
+   waiting for scores, and hand every frame at the head of that queue whose scores are all
+   in to the ``TrackQualityBook``, in frame order; the policy gets the book's updates back.
+
+So the stream keeps detecting while the engine scores (pipelining), and its events stay in
+frame order. The queue holds at most ``max_pending`` frames that wait for scores (frames
+without scored faces pass straight through when nothing is ahead of them); when it is full
+the stream waits for its oldest frame's scores: a file is thereby slowed to the engine's
+pace (backpressure), and a live source, which keeps decoding on its reader thread, drops
+frames in its own bounded queue instead. When the batcher's queue is full a file blocks on
+``submit``; a live stream drops the face at once (counted in ``faces_dropped``). A score
+that does not come within ``score_timeout_s`` (the engine is stuck) fails the stream with
+that reason instead of hanging it.
 """
 
 from __future__ import annotations
 
+import time
+from collections import deque
 from concurrent.futures import Future
+from concurrent.futures import TimeoutError as FutureTimeout
+from dataclasses import dataclass
+
+import numpy as np
 
 from engines.batcher import BatchedFace, BatcherFullError, MicroBatcher
-from monitor.faces import FacesFrame
+from monitor.faces import FaceLandmarker, FacesFrame
+from monitor.faces.tracking import TrackEvent
 from monitor.tracks import (
     PolicyConfig,
     ScoredFace,
@@ -28,65 +45,170 @@ from monitor.tracks import (
     TrackQualityConfig,
     TrackUpdate,
 )
-from monitor.tracks.candidates import frame_candidates, with_score
+from monitor.tracks.candidates import (
+    face_size,
+    frame_candidates,
+    lookable_rows,
+    with_landmarks,
+    with_score,
+)
 from pipelines.frame import Frame
 
 #: How long a file's submit waits for room in a full batcher queue before trying again.
 FILE_SUBMIT_WAIT_S = 5.0
+#: Frames waiting for scores, at most (a few batches' worth at any sane frame rate).
+MAX_PENDING_FRAMES = 64
+#: Longest wait for one face's score before the stream gives up on the engine.
+SCORE_TIMEOUT_S = 300.0
+
+
+class EngineStuckError(RuntimeError):
+    """A score did not come back in time: the engine is stuck or far too slow."""
+
+
+@dataclass
+class _Pending:
+    """A frame whose book step waits for its faces' scores."""
+
+    events: tuple[TrackEvent, ...]
+    faces: list[tuple[ScoredFace, Future[BatchedFace]]]
+
+
+@dataclass(frozen=True)
+class StageTimes:
+    """Seconds spent in this scorer's stages on one frame (for metrics)."""
+
+    look: float = 0.0
+    submit: float = 0.0
+    book: float = 0.0
 
 
 class StreamScorer:
-    """One stream's policy and book, scoring through the shared batcher."""
+    """One stream's policy and book, scoring through the shared batcher.
+
+    Args:
+        stream_id: the stream.
+        batcher: the process's shared batcher.
+        landmarker: this stream's landmarker (not thread-safe: made on the stream's thread,
+            which sets it before the first ``step``).
+        live: live streams drop faces when the batcher is full; files wait.
+        budget: a budget shared with other streams (then its clock is ``time.monotonic``);
+            default: this stream's own budget on the stream's clock.
+    """
 
     def __init__(
         self,
         stream_id: str,
         batcher: MicroBatcher,
+        landmarker: FaceLandmarker | None = None,
         *,
         live: bool,
         policy: PolicyConfig | None = None,
         quality: TrackQualityConfig | None = None,
         budget: ScoringBudget | None = None,
+        max_pending: int = MAX_PENDING_FRAMES,
+        score_timeout_s: float = SCORE_TIMEOUT_S,
     ) -> None:
+        if max_pending < 1:
+            raise ValueError(f"max_pending must be >= 1, got {max_pending}")
         self.stream_id = stream_id
         self.batcher = batcher
+        self.landmarker = landmarker
         self.live = live
+        self.shared_budget = budget is not None
         self.policy = ScoringPolicy(policy or PolicyConfig(), budget or ScoringBudget())
         self.book = TrackQualityBook(stream_id, quality or TrackQualityConfig())
+        self.max_pending = max_pending
+        self.score_timeout_s = score_timeout_s
         self.faces_seen = 0
+        self.faces_looked = 0
         self.faces_scored = 0
         self.faces_dropped = 0
+        self.last_times = StageTimes()
+        self._pending: deque[_Pending] = deque()
         self._batches_seen: set[int] = set()
 
+    @property
+    def pending_frames(self) -> int:
+        """Frames waiting for scores (a queue depth)."""
+        return len(self._pending)
+
     def step(self, frame: Frame, result: FacesFrame, now: float) -> tuple[TrackUpdate, ...]:
-        """Score what the policy chooses on this frame; the book's updates, in order."""
-        pairs = frame_candidates(frame.image, result, result.pts)
-        pending = {face.track_id: face for face, _ in pairs}
-        candidates = [candidate for _, candidate in pairs]
-        self.faces_seen += len(candidates)
-        scored: list[ScoredFace] = []
-        if candidates:
-            plan = self.policy.select(candidates, frame=frame.index, now=now)
-            futures: list[tuple[ScoredFace, Future[BatchedFace]]] = []
+        """Looks, selects and submits this frame's faces; returns the book's updates of every
+        frame whose scores are in (this one's, or earlier ones'), in frame order."""
+        t0 = time.perf_counter()
+        budget_now = time.monotonic() if self.shared_budget else None
+        rows = lookable_rows(result)
+        self.faces_seen += len(rows)
+        wanted = [
+            row
+            for row in rows
+            if self.policy.wants_look(
+                int(result.faces.track_ids[row]),
+                face_size(result.faces.xyxy[row]),
+                frame=frame.index,
+                now=now,
+                budget_now=budget_now,
+            )
+        ]
+        self.faces_looked += len(wanted)
+        if wanted and self.landmarker is None:
+            raise RuntimeError("StreamScorer.step before its landmarker was set")
+        futures: list[tuple[ScoredFace, Future[BatchedFace]]] = []
+        t1 = t0
+        if wanted:
+            looked = with_landmarks(
+                frame.image, result, np.asarray(wanted, np.int64), self.landmarker
+            )
+            pairs = frame_candidates(frame.image, looked, result.pts)
+            t1 = time.perf_counter()
+            pending = {face.track_id: face for face, _ in pairs}
+            plan = self.policy.select(
+                [c for _, c in pairs], frame=frame.index, now=now, budget_now=budget_now
+            )
             for decision in plan.score:
                 face = pending[decision.candidate.track_id]
                 future = self._submit(face)
                 if future is not None:
                     futures.append((face, future))
-            for face, future in futures:
-                done = future.result()
-                self._observe(done)
-                scored.append(with_score(face, done.quality.score))
-        self.faces_scored += len(scored)
-        updates = self.book.step(result.events, scored)
-        self.policy.apply(updates)
+        t2 = time.perf_counter()
+        self._pending.append(_Pending(result.events, futures))
+        updates = self._drain()
+        self.last_times = StageTimes(t1 - t0, t2 - t1, time.perf_counter() - t2)
         return updates
 
     def finish(self, events) -> tuple[TrackUpdate, ...]:
-        """The stage's final ENDED events: every live track's summary."""
-        updates = self.book.step(events)
-        self.policy.apply(updates)
-        return updates
+        """Waits for every pending score, then applies the stage's final ENDED events."""
+        updates = self._drain(everything=True)
+        final = self.book.step(events)
+        self.policy.apply(final)
+        return updates + final
+
+    def _drain(self, *, everything: bool = False) -> tuple[TrackUpdate, ...]:
+        """Book steps for the frames at the head whose scores are in; waits for the oldest
+        while more than ``max_pending`` are queued (for all of them with ``everything``)."""
+        out: list[TrackUpdate] = []
+        while self._pending:
+            head = self._pending[0]
+            must = everything or len(self._pending) > self.max_pending
+            if not must and not all(f.done() for _, f in head.faces):
+                break
+            self._pending.popleft()
+            scored = []
+            for face, future in head.faces:
+                try:
+                    done = future.result(timeout=self.score_timeout_s)
+                except FutureTimeout:
+                    raise EngineStuckError(
+                        f"no score from the quality engine in {self.score_timeout_s:.0f} s"
+                    ) from None
+                self._observe(done)
+                scored.append(with_score(face, done.quality.score))
+            self.faces_scored += len(scored)
+            updates = self.book.step(head.events, scored)
+            self.policy.apply(updates)
+            out.extend(updates)
+        return tuple(out)
 
     def _submit(self, face: ScoredFace) -> Future[BatchedFace] | None:
         assert face.face is not None

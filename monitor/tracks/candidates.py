@@ -6,9 +6,44 @@ import dataclasses
 
 import numpy as np
 
-from monitor.faces import FacesFrame, TrackState, align_face, quality_signals
+from monitor.faces import (
+    FaceLandmarker,
+    FaceLandmarks,
+    FacesFrame,
+    TrackState,
+    align_face,
+    quality_signals,
+)
 from monitor.tracks.observation import ScoredFace
 from monitor.tracks.policy import Candidate
+
+
+def lookable_rows(result: FacesFrame) -> np.ndarray:
+    """Rows of ``result.faces`` a landmarker can look at: confirmed and detected this frame
+    (the detector's keypoints level the landmarker's crop)."""
+    faces = result.faces
+    return np.flatnonzero((faces.states == TrackState.CONFIRMED) & (faces.detection_index >= 0))
+
+
+def face_size(xyxy: np.ndarray) -> float:
+    """A box's shorter side, as ``QualitySignals.face_size`` measures it."""
+    return float(min(xyxy[2] - xyxy[0], xyxy[3] - xyxy[1]))
+
+
+def with_landmarks(
+    image: np.ndarray, result: FacesFrame, rows: np.ndarray, landmarker: FaceLandmarker
+) -> FacesFrame:
+    """``result`` with meshes computed for ``rows`` only (from a stage run without a
+    landmarker: the caller looks only at faces it may score)."""
+    if len(rows) == 0:
+        return result
+    det = result.detections[result.faces.detection_index[rows]]
+    found = landmarker.landmarks(image, det.xyxy, det.keypoints)
+    points = result.landmarks.points.copy()
+    presence = result.landmarks.presence.copy()
+    points[rows] = found.points
+    presence[rows] = found.presence
+    return dataclasses.replace(result, landmarks=FaceLandmarks(points, presence))
 
 
 def frame_candidates(

@@ -26,15 +26,23 @@ decides per frame, from the cheap signals only, with time passed in (determinist
    frame.
 
 One policy per stream (it keeps per-track state, deleted with the track); one budget may
-be shared by the policies of all streams of a process, and then the time given to
-``select`` must be one clock for all of them (the processing wall time, e.g.
-``Frame.wall_time``), not each stream's pts.
+be shared by the policies of all streams of a process (it is thread-safe), and then the
+budget's time (``budget_now``) must be one clock for all of them (the processing wall
+time), while ``now`` stays each stream's own time (its pts).
+
+**Looking before scoring.** Landmarks, alignment and the cheap signals cost about as much
+as detection, so they too are computed only for faces that may be chosen:
+``wants_look`` says, from the box alone, whether a face could be scored now — not tiny, a
+token available, and the track new, due, or not looked at for ``look_interval`` (the
+PROMISING check needs the signals, so a track between routine scores is looked at that
+often, not on every frame).
 """
 
 from __future__ import annotations
 
 import enum
 import math
+import threading
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Literal
@@ -67,6 +75,8 @@ class PolicyConfig:
         sharper_pct: a face this many percent sharper (Laplacian variance) promises better.
         min_promising_gap: least time (same unit) between a track's scores for PROMISING.
         routine_reserve: tokens a ROUTINE face must leave in the budget.
+        look_interval: least time (same unit) between two looks (landmarks, alignment,
+            signals) at a track that is neither new nor due, to find PROMISING faces.
     """
 
     min_face_size: float = 32.0
@@ -77,6 +87,7 @@ class PolicyConfig:
     sharper_pct: float = 30.0
     min_promising_gap: float = 0.0
     routine_reserve: float = 1.0
+    look_interval: float = 0.2
 
     def __post_init__(self) -> None:
         if self.interval_unit not in ("seconds", "frames"):
@@ -91,6 +102,7 @@ class PolicyConfig:
             "sharper_pct",
             "min_promising_gap",
             "routine_reserve",
+            "look_interval",
         ):
             value = getattr(self, name)
             if not (math.isfinite(value) and value >= 0):
@@ -107,7 +119,8 @@ class ScoringBudget:
         utilisation: fraction of the measured speed to hand out, (0, 1]; below 1 leaves the
             engine slack so its queue does not grow.
 
-    Time is given in (``refill(now)``), never read from a clock.
+    Time is given in (``refill(now)``), never read from a clock. Thread-safe: one budget
+    may serve the policies of every stream of a process.
 
     Example:
         >>> budget = ScoringBudget(faces_per_s=2.0, burst=2.0)
@@ -139,6 +152,7 @@ class ScoringBudget:
         self._speed = faces_per_s  # EMA of the engine's faces/s
         self._tokens = float(burst)
         self._now: float | None = None
+        self._lock = threading.Lock()
 
     @property
     def rate(self) -> float | None:
@@ -154,25 +168,35 @@ class ScoringBudget:
         if faces <= 0 or not seconds > 0:
             return
         speed = faces / seconds
-        self._speed = (
-            speed if self._speed is None else self._speed + self.ema_alpha * (speed - self._speed)
-        )
+        with self._lock:
+            self._speed = (
+                speed
+                if self._speed is None
+                else self._speed + self.ema_alpha * (speed - self._speed)
+            )
 
     def refill(self, now: float) -> None:
         """Adds the tokens earned since the last call (time going backwards adds none)."""
-        if self._now is not None and self.rate is not None and now > self._now:
-            self._tokens = min(self.burst, self._tokens + self.rate * (now - self._now))
-        if self._now is None or now > self._now:
-            self._now = now
+        with self._lock:
+            if self._now is not None and self.rate is not None and now > self._now:
+                self._tokens = min(self.burst, self._tokens + self.rate * (now - self._now))
+            if self._now is None or now > self._now:
+                self._now = now
+
+    def available(self, reserve: float = 0.0) -> bool:
+        """Whether ``take(reserve)`` would succeed now (takes nothing)."""
+        with self._lock:
+            return self._speed is None or self._tokens + 1e-9 >= 1.0 + reserve
 
     def take(self, reserve: float = 0.0) -> bool:
         """Takes one token if at least ``1 + reserve`` are there."""
-        if self._speed is None:
+        with self._lock:
+            if self._speed is None:
+                return True
+            if self._tokens + 1e-9 < 1.0 + reserve:
+                return False
+            self._tokens -= 1.0
             return True
-        if self._tokens + 1e-9 < 1.0 + reserve:
-            return False
-        self._tokens -= 1.0
-        return True
 
 
 @dataclass(frozen=True, slots=True)
@@ -225,6 +249,7 @@ class _TrackPlan:
     last_time: float
     last_signals: QualitySignals
     best_signals: QualitySignals | None = None
+    last_look: float = -math.inf
 
 
 class ScoringPolicy:
@@ -316,20 +341,59 @@ class ScoringPolicy:
             return Priority.PROMISING
         return None
 
-    def select(self, candidates: Sequence[Candidate], *, frame: int, now: float) -> ScoringPlan:
+    def wants_look(
+        self,
+        track_id: int,
+        face_size: float,
+        *,
+        frame: int,
+        now: float,
+        budget_now: float | None = None,
+    ) -> bool:
+        """Whether this face is worth its landmarks, alignment and signals now: it could be
+        chosen by ``select`` (see "Looking before scoring"). A ``True`` for a track between
+        routine scores counts as a look (its ``look_interval`` restarts)."""
+        c = self.config
+        if face_size < c.min_face_size:
+            return False
+        self.budget.refill(now if budget_now is None else budget_now)
+        if not self.budget.available():
+            return False
+        plan = self._tracks.get(track_id)
+        if plan is None:
+            return True
+        t = now if c.interval_unit == "seconds" else float(frame)
+        waited = t - plan.last_time
+        if waited >= c.rescore_interval:
+            return self.budget.available(c.routine_reserve)
+        if waited < c.min_promising_gap or t - plan.last_look < c.look_interval - 1e-9:
+            return False
+        plan.last_look = t
+        return True
+
+    def select(
+        self,
+        candidates: Sequence[Candidate],
+        *,
+        frame: int,
+        now: float,
+        budget_now: float | None = None,
+    ) -> ScoringPlan:
         """Decides which of one frame's faces to score (one candidate per track).
 
         Args:
             candidates: the frame's faces of confirmed tracks, with their cheap signals.
             frame: the stream frame index (``Frame.index``).
-            now: the time in seconds (pts for one stream alone, wall time when the budget is
-                shared); must not go backwards for a stream.
+            now: the stream's time in seconds (its pts, or wall time for a live stream);
+                must not go backwards for a stream.
+            budget_now: the budget's time when it is shared across streams (one clock for
+                all of them, e.g. ``time.monotonic()``); default ``now``.
 
         The chosen faces count as scored now (their tracks' clocks restart), whether or not
         the caller's engine has returned their scores yet.
         """
         c = self.config
-        self.budget.refill(now)
+        self.budget.refill(now if budget_now is None else budget_now)
         t = now if c.interval_unit == "seconds" else float(frame)
         wanted: list[tuple[tuple[float, ...], Decision]] = []
         tiny = skipped = 0
@@ -359,9 +423,11 @@ class ScoringPolicy:
                 chosen.append(d)
                 plan = self._tracks.get(d.candidate.track_id)
                 if plan is None:
-                    self._tracks[d.candidate.track_id] = _TrackPlan(t, d.candidate.signals)
+                    self._tracks[d.candidate.track_id] = _TrackPlan(
+                        t, d.candidate.signals, last_look=t
+                    )
                 else:
-                    plan.last_time, plan.last_signals = t, d.candidate.signals
+                    plan.last_time, plan.last_signals, plan.last_look = t, d.candidate.signals, t
             else:
                 deferred.append(Decision(d.candidate, d.priority, deferred=True))
         return ScoringPlan(frame, now, tuple(chosen), tuple(deferred), tiny, skipped)
