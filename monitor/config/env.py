@@ -18,7 +18,7 @@ from monitor.config.errors import Problem
 _REF = re.compile(r"\$\$\{|\$\{(?P<body>[^}]*)\}|\$\{")
 _BODY = re.compile(r"^(?P<name>[A-Za-z_][A-Za-z0-9_]*)(?::-(?P<default>.*))?$", re.DOTALL)
 #: Names whose values are masked in any message, whatever field they end up in.
-SECRET_NAME = re.compile(r"pass|pwd|secret|token|key|cred|auth", re.IGNORECASE)
+SECRET_NAME = re.compile(r"pass|pw|secret|token|key|cred|auth", re.IGNORECASE)
 
 Path = tuple[str, ...]
 

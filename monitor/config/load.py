@@ -86,16 +86,14 @@ def parse_fleet(
         top = Problem((), "the top level must be a mapping (version:, cameras:, ...)", 1)
         raise ConfigError(source, [*problems, top])
     expanded = expand_env(doc.data, os.environ if env is None else env)
-    env_paths = set()
-    for p in expanded.problems:
-        problems.append(Problem(p.path, p.message, doc.line_of(p.path)))
-        env_paths.add(p.path)
+    problems += [Problem(p.path, p.message, doc.line_of(p.path)) for p in expanded.problems]
+    reported = {p.path for p in problems}
     try:
         fleet = FleetConfig.model_validate(expanded.data, context={"base_dir": base_dir})
     except ValidationError as exc:
         fleet = None
         for p in validation_problems(exc, expanded.data, doc):
-            if p.path not in env_paths:  # a missing variable is reported once, as such
+            if p.path not in reported:  # e.g. a missing variable is reported once, as such
                 problems.append(p)
     if problems or fleet is None:
         raise ConfigError(source, _ordered(problems), expanded.secrets)
@@ -111,9 +109,10 @@ def camera_from_json(camera_id: str, text: str | bytes) -> CameraConfig:
     try:
         return CameraConfig.model_validate_json(text)
     except ValidationError as exc:
+        paths = [("cameras", camera_id, *_loc_path(err["loc"])) for err in exc.errors()]
         problems = [
-            Problem(("cameras", camera_id, *_loc_path(err["loc"])), _message(err, ()))
-            for err in exc.errors()
+            Problem(path, _message(err, path, None))
+            for path, err in zip(paths, exc.errors(), strict=True)
         ]
         raise ConfigError(f"camera {camera_id}", problems) from None
 
@@ -126,7 +125,7 @@ def validation_problems(
     problems = []
     for err in exc.errors():
         path = _data_path(data, err["loc"], missing=err["type"] == "missing")
-        message = _message(err, path)
+        message = _message(err, path, data)
         if (path, message) in seen:
             continue
         seen.add((path, message))
@@ -162,20 +161,21 @@ def _data_path(data: object, loc: tuple[int | str, ...], *, missing: bool) -> Pa
 _ABSENT = object()
 
 
-def _model_at(path: Path_) -> list[type[BaseModel]]:
-    """The models that may hold the fields of the mapping at ``path``."""
+def _model_at(path: Path_, data: object) -> type[BaseModel] | None:
+    """The model of the mapping at ``path`` (the sink's by its type)."""
     if not path:
-        return [FleetConfig]
+        return FleetConfig
     if len(path) == 2 and path[0] == "cameras":
-        return [CameraConfig]
-    if len(path) == 1:
-        found = {"model": [EngineConfig], "batch": [BatchConfig], "metrics": [MetricsConfig],
-                 "sink": [JsonlSinkConfig, KafkaSinkConfig]}  # fmt: skip
-        return found.get(path[0], [])
-    return []
+        return CameraConfig
+    if path == ("sink",):
+        value = data.get("sink") if isinstance(data, dict) else None
+        kafka = isinstance(value, dict) and value.get("type") == "kafka"
+        return KafkaSinkConfig if kafka else JsonlSinkConfig
+    found = {"model": EngineConfig, "batch": BatchConfig, "metrics": MetricsConfig}
+    return found.get(path[0]) if len(path) == 1 else None
 
 
-def _message(err: Mapping, path: Path_) -> str:
+def _message(err: Mapping, path: Path_, data: object) -> str:
     kind = err["type"]
     text = str(err["msg"])
     if kind == "missing":
@@ -183,7 +183,8 @@ def _message(err: Mapping, path: Path_) -> str:
             return "required: at least one camera (cameras: {ID: {source: ...}})"
         return "required field missing"
     if kind == "extra_forbidden":
-        names = sorted({f for m in _model_at(path[:-1]) for f in m.model_fields})
+        model = _model_at(path[:-1], data)
+        names = [] if model is None else list(model.model_fields)
         close = difflib.get_close_matches(path[-1] if path else "", names, n=1)
         hint = f"did you mean {close[0]!r}?" if close else f"fields here: {', '.join(names)}"
         return f"extra field not permitted ({hint})" if names else "extra field not permitted"

@@ -96,6 +96,14 @@ class CameraConfig(_Model):
     )
     enabled: bool = Field(True, description="false keeps the camera in the file but not running")
     max_frames: int | None = Field(None, ge=1, description="stop the camera after this many frames")
+    analyse_fps: float | None = Field(
+        None,
+        gt=0,
+        le=1000,
+        allow_inf_nan=False,
+        description="frames per second the face stage analyses (decoding still reads every "
+        "frame); unset: every frame",
+    )
     min_face_size: float | None = Field(
         None,
         ge=0,
@@ -310,6 +318,12 @@ class FleetConfig(_Model):
     sink: SinkConfig = Field(default_factory=JsonlSinkConfig, description="where events go")
     batch: BatchConfig = Field(default_factory=BatchConfig, description="the shared batcher")
     metrics: MetricsConfig = Field(default_factory=MetricsConfig, description="Prometheus")
+    torch_threads: int | None = Field(
+        1,
+        ge=1,
+        le=256,
+        description="torch intra-op threads of the process; null: torch's default",
+    )
     shutdown_deadline_s: float = Field(
         30.0,
         ge=0,
@@ -318,6 +332,16 @@ class FleetConfig(_Model):
         description="seconds to drain and flush on SIGTERM/SIGINT",
     )
     cameras: dict[CameraId, CameraConfig] = Field(min_length=1, description="camera id -> camera")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _drop_extensions(cls, data: Any) -> Any:
+        # Top-level x-* keys are the file's own (YAML anchors for camera templates).
+        if isinstance(data, dict):
+            return {
+                k: v for k, v in data.items() if not (isinstance(k, str) and k.startswith("x-"))
+            }
+        return data
 
     @field_validator("out")
     @classmethod

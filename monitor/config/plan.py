@@ -31,6 +31,7 @@ class StreamPlan:
         location: the source (may hold a password: print ``masked_location``).
         live: live sources drop frames and faces when behind; files are read completely.
         max_frames: stop after this many frames; ``None``: run to the end.
+        analyse_fps: frames per second the face stage sees; ``None``: every frame.
         min_face_size, rescore_interval_s: the scoring policy's knobs; ``None``: default.
     """
 
@@ -38,6 +39,7 @@ class StreamPlan:
     location: str
     live: bool
     max_frames: int | None = None
+    analyse_fps: float | None = None
     min_face_size: float | None = None
     rescore_interval_s: float | None = None
 
@@ -48,7 +50,7 @@ class StreamPlan:
     def __repr__(self) -> str:
         return (
             f"StreamPlan(stream_id={self.stream_id!r}, location={self.masked_location!r}, "
-            f"live={self.live}, max_frames={self.max_frames}, "
+            f"live={self.live}, max_frames={self.max_frames}, analyse_fps={self.analyse_fps}, "
             f"min_face_size={self.min_face_size}, rescore_interval_s={self.rescore_interval_s})"
         )
 
@@ -66,7 +68,7 @@ class StreamPlan:
 
 @dataclass(frozen=True)
 class ProcessSettings:
-    """The fleet's process-level settings; the first ten are ``ServiceConfig``'s fields."""
+    """The fleet's process-level settings; the first eleven are ``ServiceConfig``'s fields."""
 
     out: Path
     weights: Path | None
@@ -78,14 +80,16 @@ class ProcessSettings:
     topics: Topics
     replication: int
     batch: BatcherConfig
+    torch_threads: int | None
     producer: str | None
     shutdown_deadline_s: float
     metrics: MetricsConfig
 
     def service_config_kwargs(self) -> dict[str, Any]:
-        """Keyword arguments for ``ServiceConfig`` (all but ``sources`` and ``max_frames``)."""
+        """Keyword arguments for ``ServiceConfig``: all but the per-stream ones (``sources``,
+        ``max_frames``, ``analyse_fps``: see :class:`StreamPlan`)."""
         names = ("out", "weights", "backend", "mode", "device", "variant", "kafka", "topics",
-                 "replication", "batch")  # fmt: skip
+                 "replication", "batch", "torch_threads")  # fmt: skip
         return {name: getattr(self, name) for name in names}
 
 
@@ -128,6 +132,7 @@ def stream_plan(camera_id: str, camera: CameraConfig) -> StreamPlan:
         location=camera.source,
         live=camera.is_live,
         max_frames=camera.max_frames,
+        analyse_fps=camera.analyse_fps,
         min_face_size=camera.min_face_size,
         rescore_interval_s=camera.rescore_interval_s,
     )
@@ -156,6 +161,7 @@ def process_settings(fleet: FleetConfig) -> ProcessSettings:
             max_queue=fleet.batch.max_queue,
             max_wait_ms=fleet.batch.max_wait_ms,
         ),
+        torch_threads=fleet.torch_threads,
         producer=fleet.producer,
         shutdown_deadline_s=fleet.shutdown_deadline_s,
         metrics=fleet.metrics,

@@ -34,6 +34,7 @@ def describe(fleet: FleetConfig) -> dict[str, Any]:
         "sink": sink_info,
         "batch": fleet.batch.model_dump(mode="json"),
         "metrics": fleet.metrics.model_dump(mode="json"),
+        "torch_threads": fleet.torch_threads,
         "shutdown_deadline_s": fleet.shutdown_deadline_s,
         "cameras": [
             {
@@ -43,6 +44,7 @@ def describe(fleet: FleetConfig) -> dict[str, Any]:
                 "live": cam.is_live,
                 "enabled": cam.enabled,
                 "max_frames": cam.max_frames,
+                "analyse_fps": cam.analyse_fps,
                 "min_face_size": cam.min_face_size,
                 "rescore_interval_s": cam.rescore_interval_s,
             }
@@ -60,6 +62,8 @@ def summary_lines(fleet: FleetConfig, source: str) -> list[str]:
     width = max(len(c["id"]) for c in cams)
     for c in cams:
         notes = [c["kind"], "live" if c["live"] else "not live"]
+        if c["analyse_fps"] is not None:
+            notes.append(f"analysed at {c['analyse_fps']:g} fps")
         if c["max_frames"] is not None:
             notes.append(f"max {c['max_frames']} frames")
         if not c["enabled"]:

@@ -24,6 +24,7 @@ MAX_DEPTH = 32
 
 _Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 _MERGE = "tag:yaml.org,2002:merge"
+_PLAIN = ("tag:yaml.org,2002:seq", "tag:yaml.org,2002:map")
 
 Path = tuple[str, ...]
 
@@ -62,8 +63,10 @@ def _yaml_message(exc: yaml.YAMLError) -> str:
     # Only the parser's own words: str(exc) quotes the offending source line, which may
     # hold a password.
     parts = [getattr(exc, "context", None), getattr(exc, "problem", None)]
-    text = ", ".join(p for p in parts if p)
-    return f"YAML syntax error: {text or type(exc).__name__}"
+    text = ", ".join(p for p in parts if p) or type(exc).__name__
+    if isinstance(exc, yaml.constructor.ConstructorError):
+        return f"YAML: {text} (only plain YAML values are read)"
+    return f"YAML syntax error: {text}"
 
 
 def read_yaml(text: str) -> YamlDocument:
@@ -109,6 +112,10 @@ class _Builder:
             return self.scalar(node, path)
         if id(node) in self.active:
             self.problems.append(Problem(path, "an alias refers to itself", _line(node)))
+            return None
+        if node.tag not in _PLAIN:
+            message = f"YAML tag {node.tag!r} is not supported: write plain mappings and lists"
+            self.problems.append(Problem(path, message, _line(node)))
             return None
         self.active.add(id(node))
         try:
