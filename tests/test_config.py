@@ -238,7 +238,11 @@ def test_error_message_is_file_line_field_message_sorted_by_line(tmp_path: Path)
 
 @pytest.mark.parametrize(
     ("key", "message"),
-    [("123", "is a int in YAML: quote it"), ("no", "is a boolean in YAML: quote it")],
+    [
+        ("123", "is a number in YAML: quote it"),
+        ("1.5", "is a number in YAML: quote it"),
+        ("no", "is a boolean in YAML: quote it"),
+    ],
 )
 def test_camera_ids_that_yaml_reads_as_numbers_or_booleans(key: str, message: str) -> None:
     text = f"cameras:\n  {key}:\n    source: a.mp4\n"
@@ -347,6 +351,13 @@ def test_kafka_sink_problems() -> None:
         """)
     assert problems_of(text)["sink.bootstrap"][0] == line_of(text, "bootstrap")
     assert "HOST:PORT" in problems_of(text)["sink.bootstrap"][1]
+    # a password with a ',' splits the list: no fragment of it is quoted
+    comma = "sink: {type: kafka, bootstrap: 'SASL_SSL://u:Hunter,Two@b:9093'}\n"
+    line, message = problems_of(comma + "cameras: {a: {source: a.mp4}}\n")["sink.bootstrap"]
+    assert line == 1
+    assert "as username and password" in message
+    assert "Hunter" not in message
+    assert "Two" not in message
     no_type = "sink: {bootstrap: 'b:9092'}\ncameras: {a: {source: a.mp4}}\n"
     assert problems_of(no_type)["sink"] == (1, "needs a type: jsonl or kafka")
     plaintext = "sink: {type: kafka, bootstrap: 'b:9092', username: u, password: p}\n"

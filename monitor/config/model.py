@@ -59,7 +59,7 @@ def _resolve(path: Path, info: ValidationInfo) -> Path:
 def check_camera_id(value: object) -> str:
     """A valid camera id, or ``ValueError`` saying which characters are allowed."""
     if isinstance(value, bool) or not isinstance(value, str):
-        kind = "a boolean" if isinstance(value, bool) else f"a {type(value).__name__}"
+        kind = "a boolean" if isinstance(value, bool) else "a number"
         raise ValueError(f"camera id {value!r} is {kind} in YAML: quote it")
     if not CAMERA_ID.match(value):
         raise ValueError(f"camera id {value!r} is not {CAMERA_ID_RULE}")
@@ -225,6 +225,11 @@ class KafkaSinkConfig(_Model):
         try:
             parsed = parse_bootstrap(value)
         except BootstrapError as exc:
+            if "@" in value:  # a password with ',' or ':' would be split and quoted in part
+                raise ValueError(
+                    "cannot read the servers of a bootstrap with credentials in it; give the "
+                    "servers here and the SASL credentials as username and password"
+                ) from None
             raise ValueError(str(exc)) from None
         return str(Bootstrap(parsed.servers, parsed.security_protocol))
 
