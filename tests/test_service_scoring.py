@@ -65,15 +65,18 @@ def test_the_stream_goes_on_while_scores_are_out_and_the_book_sees_frames_in_ord
     s = scorer(batcher, max_pending=64)
     early = []
     for frame, result in frames[:30]:
-        early += s.step(frame, result, frame.pts)
+        early += [u for _, ups in s.step(frame, result, frame.pts) for u in ups]
     assert s.faces_looked > 0
     assert s.pending_frames > 0  # frames queued behind the first scored face
     assert not [u for u in early if isinstance(u, ScoreRecorded)]
     engine.gate.set()
-    late = []
+    ready = []
     for frame, result in frames[30:]:
-        late += s.step(frame, result, frame.pts)
-    late += s.finish(())
+        ready += s.step(frame, result, frame.pts)
+    ready += s.finish((), 0.0)
+    walls = [w for w, _ in ready]
+    assert walls[:-1] == sorted(walls[:-1])  # each frame's own wall time, in order
+    late = [u for _, ups in ready for u in ups]
     recorded = [u.face.frame for u in late if isinstance(u, ScoreRecorded)]
     assert recorded, "no face was scored"
     assert recorded == sorted(recorded)
@@ -106,4 +109,4 @@ def test_a_stuck_engine_fails_the_stream_with_the_reason(frames: list, gated) ->
     for frame, result in frames[:10]:
         s.step(frame, result, frame.pts)
     with pytest.raises(RuntimeError, match="no score from the quality engine"):
-        s.finish(())
+        s.finish((), 0.0)

@@ -33,6 +33,7 @@ from monitor.events import (
     to_records,
     utc_from_unix,
 )
+from monitor.service.observe import NULL_OBSERVER, ServiceObserver
 from monitor.tracks import BestFrameChanged, ScoredFace, ScoreRecorded, TrackEnded, TrackUpdate
 from pipelines.events import Connecting, Down, Reconnecting, Stalled, StatusEvent, Up
 
@@ -81,8 +82,10 @@ class EventEmitter:
         publish: Publish,
         topics: Topics = DEFAULT_TOPICS,
         crop_policy: CropPolicy | None = None,
+        observer: ServiceObserver = NULL_OBSERVER,
     ) -> None:
         self.stream_id = stream_id
+        self.observer = observer
         self.producer = producer
         self.label = label
         self.topics = topics
@@ -103,6 +106,7 @@ class EventEmitter:
 
     def _send(self, event: Event, crop=None) -> None:
         self._publish(to_records(event, self.topics, crop=crop), 1)
+        self.observer.event(event)
         if event.kind in self.counts:
             self.counts[event.kind] += 1
 

@@ -16,6 +16,7 @@ from pathlib import Path
 from engines.batcher import BatcherConfig, MicroBatcher
 from monitor.events import Topics, default_producer
 from monitor.service.emit import EventEmitter, ModelLabel
+from monitor.service.observe import NULL_OBSERVER, ServiceObserver
 from monitor.service.scoring import StreamScorer
 from monitor.service.sink import LockedSink
 from monitor.service.stream import StreamProgress, StreamWorker
@@ -148,8 +149,9 @@ def _make_stage():
 class Service:
     """Opens everything in ``start``; ``wait`` follows the workers; ``close`` shuts down."""
 
-    def __init__(self, config: ServiceConfig) -> None:
+    def __init__(self, config: ServiceConfig, observer: ServiceObserver = NULL_OBSERVER) -> None:
         self.config = config
+        self.observer = observer
         self.engine = None
         self.label: ModelLabel | None = None
         self.batcher: MicroBatcher | None = None
@@ -185,7 +187,12 @@ class Service:
         for location, source, live in sources:
             scorer = StreamScorer(source.stream_id, self.batcher, live=live, budget=budget)
             emitter = EventEmitter(
-                source.stream_id, producer, self.label, self.sink.publish_all, cfg.topics
+                source.stream_id,
+                producer,
+                self.label,
+                self.sink.publish_all,
+                cfg.topics,
+                observer=self.observer,
             )
             worker = StreamWorker(
                 location,
@@ -196,6 +203,7 @@ class Service:
                 live=live,
                 max_frames=cfg.max_frames,
                 analyse_fps=cfg.analyse_fps,
+                observer=self.observer,
             )
             self.workers.append(worker)
         self._started = time.monotonic()

@@ -30,6 +30,7 @@ from collections import deque
 from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 
@@ -70,8 +71,16 @@ class EngineStuckError(RuntimeError):
 class _Pending:
     """A frame whose book step waits for its faces' scores."""
 
+    wall_time: float
     events: tuple[TrackEvent, ...]
     faces: list[tuple[ScoredFace, Future[BatchedFace]]]
+
+
+class FrameUpdates(NamedTuple):
+    """The book's updates for one frame, with that frame's wall time (its events')."""
+
+    wall_time: float
+    updates: tuple[TrackUpdate, ...]
 
 
 @dataclass(frozen=True)
@@ -133,7 +142,7 @@ class StreamScorer:
         """Frames waiting for scores (a queue depth)."""
         return len(self._pending)
 
-    def step(self, frame: Frame, result: FacesFrame, now: float) -> tuple[TrackUpdate, ...]:
+    def step(self, frame: Frame, result: FacesFrame, now: float) -> list[FrameUpdates]:
         """Looks, selects and submits this frame's faces; returns the book's updates of every
         frame whose scores are in (this one's, or earlier ones'), in frame order."""
         t0 = time.perf_counter()
@@ -172,22 +181,22 @@ class StreamScorer:
                 if future is not None:
                     futures.append((face, future))
         t2 = time.perf_counter()
-        self._pending.append(_Pending(result.events, futures))
+        self._pending.append(_Pending(frame.wall_time, result.events, futures))
         updates = self._drain()
         self.last_times = StageTimes(t1 - t0, t2 - t1, time.perf_counter() - t2)
         return updates
 
-    def finish(self, events) -> tuple[TrackUpdate, ...]:
+    def finish(self, events, wall_time: float) -> list[FrameUpdates]:
         """Waits for every pending score, then applies the stage's final ENDED events."""
         updates = self._drain(everything=True)
         final = self.book.step(events)
         self.policy.apply(final)
-        return updates + final
+        return [*updates, FrameUpdates(wall_time, final)]
 
-    def _drain(self, *, everything: bool = False) -> tuple[TrackUpdate, ...]:
+    def _drain(self, *, everything: bool = False) -> list[FrameUpdates]:
         """Book steps for the frames at the head whose scores are in; waits for the oldest
         while more than ``max_pending`` are queued (for all of them with ``everything``)."""
-        out: list[TrackUpdate] = []
+        out: list[FrameUpdates] = []
         while self._pending:
             head = self._pending[0]
             must = everything or len(self._pending) > self.max_pending
@@ -207,8 +216,8 @@ class StreamScorer:
             self.faces_scored += len(scored)
             updates = self.book.step(head.events, scored)
             self.policy.apply(updates)
-            out.extend(updates)
-        return tuple(out)
+            out.append(FrameUpdates(head.wall_time, updates))
+        return out
 
     def _submit(self, face: ScoredFace) -> Future[BatchedFace] | None:
         assert face.face is not None

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 
 from monitor.faces import TrackState
 from monitor.service.emit import EventEmitter
+from monitor.service.observe import NULL_OBSERVER, ServiceObserver
 from monitor.service.scoring import StreamScorer
 from pipelines.source import Source
 from pipelines.supervisor import SupervisedSource
@@ -65,7 +66,7 @@ class StreamWorker(threading.Thread):
         live: bool,
         max_frames: int | None = None,
         analyse_fps: float | None = None,
-        on_stage: Callable[[str, float], None] | None = None,
+        observer: ServiceObserver = NULL_OBSERVER,
     ) -> None:
         super().__init__(name=f"fqm-stream-{source.stream_id}", daemon=True)
         self.location = mask_url(location)
@@ -76,7 +77,7 @@ class StreamWorker(threading.Thread):
         self.live = live
         self.max_frames = max_frames
         self.analyse_fps = analyse_fps
-        self.on_stage = on_stage
+        self.observer = observer
         self.started_at: float | None = None
         self.stop = threading.Event()
         self.progress = StreamProgress()
@@ -105,7 +106,12 @@ class StreamWorker(threading.Thread):
         p = self.progress
         stage, closer = None, None
         pts = None
-        timed = self.on_stage or (lambda _stage, _seconds: None)
+        sid = self.stream_id
+        observer = self.observer
+
+        def timed(name: str, seconds: float) -> None:
+            observer.stage(sid, name, seconds)
+
         try:
             stage, self.scorer.landmarker, closer = self.make_stage()
             self.source.open()
@@ -141,13 +147,14 @@ class StreamWorker(threading.Thread):
                 ]
                 self._tracks.update(confirmed)
                 self.emitter.seen(confirmed, frame.wall_time)
-                updates = self.scorer.step(frame, result, now)
+                ready = self.scorer.step(frame, result, now)
                 t3 = time.perf_counter()
                 times = self.scorer.last_times
                 timed("look", times.look)
                 timed("submit", times.submit)
                 timed("book", times.book)
-                self.emitter.updates(updates, frame.wall_time)
+                for wall_time, updates in ready:
+                    self.emitter.updates(updates, wall_time)
                 timed("emit", time.perf_counter() - t3)
                 self._update(p)
             fps = p.frames / max(time.monotonic() - started, 1e-6)
@@ -180,8 +187,8 @@ class StreamWorker(threading.Thread):
         return frame.pts if frame.pts is not None else frame.index / 25.0
 
     def _finish(self, stage, pts) -> None:
-        updates = self.scorer.finish(stage.finish(pts))
-        self.emitter.updates(updates, time.time())
+        for wall_time, updates in self.scorer.finish(stage.finish(pts), time.time()):
+            self.emitter.updates(updates, wall_time)
 
     def _update(self, p: StreamProgress) -> None:
         p.faces_seen = self.scorer.faces_seen
