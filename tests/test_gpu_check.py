@@ -178,3 +178,22 @@ def test_a_spent_budget_skips_the_cases_and_says_so(tmp_path: Path) -> None:
     ran = [r for r in doc["parity"] + doc["timing"] if "max_abs_diff" in r or "crops_per_s" in r]
     assert ran == []
     assert any("time budget" in r.get("skipped", "") for r in doc["timing"])
+
+
+def test_bench_faces_npz_is_what_the_check_reads(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """monitor writes the real faces (save_bench_faces); engines reads them (load_faces)."""
+    from monitor.benchmarks import quality
+
+    images, landmarks = gpu_check.synthetic_faces(2, seed=3)
+    fake = [quality.BenchFace(f"face{i}", images[i], landmarks[i]) for i in range(2)]
+    monkeypatch.setattr(quality, "sample_aligned_faces", lambda n: fake[:n])
+    path = quality.save_bench_faces(tmp_path / "sub" / "faces.npz", 2)
+    got_images, got_landmarks, label = gpu_check.load_faces(path)
+    np.testing.assert_array_equal(got_images, images)
+    np.testing.assert_array_equal(got_landmarks, landmarks)
+    assert got_landmarks.dtype == np.float32
+    assert label == "2 aligned faces from faces.npz ['face0', 'face1']"
+    _, _, synthetic = gpu_check.load_faces(None)
+    assert synthetic.startswith("4 synthetic face-like images")

@@ -145,6 +145,22 @@ def sample_aligned_faces(n: int) -> list[BenchFace]:
     return faces[:n]
 
 
+def save_bench_faces(path: str | Path, n: int = 4) -> Path:
+    """Write ``n`` bench faces to an npz (``images`` uint8 [n,512,512,3], ``landmarks``
+    float32 [n,68,2], ``labels``): the real faces ``python -m engines.gpu_check
+    --faces-npz`` checks parity on (engines cannot read monitor's assets)."""
+    faces = sample_aligned_faces(n)
+    out = Path(path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    np.savez_compressed(
+        out,
+        images=np.stack([f.image for f in faces]),
+        landmarks=np.stack([f.landmarks for f in faces]).astype(np.float32),
+        labels=np.array([f.label for f in faces]),
+    )
+    return out
+
+
 def load_bench_model(
     weights: Path | None, device: str, variant: str = "dslfiqa"
 ) -> tuple[DslFiqa, str]:
