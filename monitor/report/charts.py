@@ -85,7 +85,7 @@ def quality_curve(track: TrackReport, width: int = 440, height: int = 170) -> st
         f'<svg class="curve" xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {width} {height}" '
         f'role="img" aria-label="quality curve of track {track.track_id}">'
     ]
-    for t in nice_ticks(y0, y1, 4):
+    for t in nice_ticks(y0, y1, 5):
         y = py(t)
         out.append(
             f'<line x1="{left}" x2="{width - right}" y1="{y:.1f}" y2="{y:.1f}" '

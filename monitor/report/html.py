@@ -24,6 +24,10 @@ from monitor.report.model import RunReport, StreamReport, TrackReport
 BEST_CROP_PX = 256
 OTHER_CROP_PX = 128
 
+#: Reasons of a ``down`` that is a normal end (a file read to its end, ``--max-frames``,
+#: a shutdown): the service's words (docs/service.md). The stream is shown as ended, not failed.
+ORDERLY_ENDS = ("end of stream", "max frames", "stopped")
+
 #: The cheap signals the cards plot: (attribute, label, unit, digits).
 SIGNALS = (
     ("face_size", "face size", "px", 0),
@@ -98,7 +102,13 @@ def _stream_view(stream: StreamReport, options: PageOptions) -> dict:
     if stream.first_time and stream.last_time:
         span = (stream.last_time - stream.first_time).total_seconds()
     shown = stream.tracks
+    health = stream.health
+    orderly = health.last_state == "down" and health.last_reason.startswith(ORDERLY_ENDS)
     return {
+        "badge": f"ended: {health.last_reason}" if orderly else health.last_state,
+        "badge_colour": "#6b7280"
+        if orderly
+        else charts.STATE_COLOURS.get(health.last_state or "", "#6b7280"),
         "s": stream,
         "span": span,
         "timeline": Markup(charts.timeline(stream.health)),
