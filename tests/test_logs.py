@@ -5,6 +5,8 @@ from __future__ import annotations
 import io
 import json
 import logging
+import os
+import subprocess
 import sys
 from datetime import UTC, datetime
 
@@ -146,3 +148,51 @@ def test_default_stream_follows_sys_stderr(monkeypatch) -> None:
 def test_unknown_format_is_refused() -> None:
     with pytest.raises(ValueError, match="text, json"):
         make_handler("xml")  # type: ignore[arg-type]
+
+
+EMIT = """
+import logging, sys
+from monitor.cli.app import cli
+
+@cli.command("emit-log")
+def emit_log():
+    logging.getLogger("fqm.emit").info("reading %s", sys.argv[1])
+    logging.getLogger("fqm.emit").warning("cannot reach %s", sys.argv[1])
+
+cli([*sys.argv[2:], "emit-log"], prog_name="fqm")
+"""
+
+
+@pytest.mark.parametrize(
+    ("args", "env", "expected"),
+    [
+        (["--log-format", "json"], {}, "json"),
+        ([], {"FQM_LOG_FORMAT": "json"}, "json"),
+        ([], {}, "text"),
+        (["-v", "--log-format", "text"], {"FQM_LOG_FORMAT": "json"}, "text"),
+    ],
+)
+def test_fqm_log_format_option(args: list[str], env: dict[str, str], expected: str) -> None:
+    """The root group's option (or FQM_LOG_FORMAT) picks the format of a real fqm process."""
+    environ = {k: v for k, v in os.environ.items() if k not in ("FQM_LOG_FORMAT", "FQM_DEBUG")}
+    done = subprocess.run(
+        [sys.executable, "-c", EMIT, URL, *args],
+        env=environ | env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    lines = done.stderr.splitlines()
+    assert SECRET not in done.stderr
+    verbose = "-v" in args
+    assert len(lines) == (2 if verbose else 1), done.stderr  # INFO only with -v
+    if expected == "json":
+        entry = json.loads(lines[-1])
+        assert (entry["level"], entry["logger"]) == ("WARNING", "fqm.emit")
+        assert entry["message"] == "cannot reach rtsp://admin:***@10.0.0.5:554/stream1"
+    else:
+        assert lines[-1].endswith(
+            " WARNING fqm.emit: cannot reach rtsp://admin:***@10.0.0.5:554/stream1"
+        )

@@ -18,6 +18,7 @@ from monitor.cli.consume import consume_cli
 from monitor.cli.doctor import doctor_cli
 from monitor.cli.engines import engines_cli
 from monitor.cli.errors import translate
+from monitor.cli.report import report_cli
 from monitor.cli.run import run_cli
 from monitor.cli.score import eval_cli, score_cli
 from monitor.cli.train import train_cli
@@ -51,15 +52,22 @@ class FqmGroup(click.Group):
     is_flag=True,
     help="Log more, including the native libraries' own messages (LiteRT, MediaPipe).",
 )
-def cli(debug: bool, verbose: bool) -> None:
+@click.option(
+    "--log-format",
+    type=click.Choice(["text", "json"]),
+    default="text",
+    show_default=True,
+    envvar="FQM_LOG_FORMAT",
+    help="Logs on stderr as text lines or JSON lines (for log shippers). [env: FQM_LOG_FORMAT]",
+)
+def cli(debug: bool, verbose: bool, log_format: str) -> None:
     """fqm: face-quality monitor for video streams."""
+    from monitor.logs import configure_logging
     from monitor.native_logs import configure_native_logs
 
     configure_native_logs(verbose)
-    logging.basicConfig(
-        level=logging.DEBUG if debug else logging.INFO if verbose else logging.WARNING,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    level = logging.DEBUG if debug else logging.INFO if verbose else logging.WARNING
+    configure_logging(level, log_format)  # type: ignore[arg-type]
 
 
 cli.add_command(doctor_cli)
@@ -71,6 +79,7 @@ cli.add_command(train_cli)
 cli.add_command(consume_cli)
 cli.add_command(engines_cli)
 cli.add_command(run_cli)
+cli.add_command(report_cli)
 cli.add_command(validate_config_cli)
 
 
