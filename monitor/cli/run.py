@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import signal
 import time
 from pathlib import Path
@@ -9,6 +10,10 @@ from pathlib import Path
 import click
 
 from monitor.cli.options import WEIGHTS_ENV, parse_bootstrap_option, weights_option
+from monitor.cli.progress import ProgressDisplay
+from pipelines.urls import mask_url
+
+log = logging.getLogger("fqm.run")
 
 RANDOM_WARNING = (
     "WARNING: no DSL-FIQA weights (--weights or ${env}): scoring with {note}. Scores are "
@@ -16,16 +21,16 @@ RANDOM_WARNING = (
 )
 
 
-def _progress_line(sid: str, p) -> str:
-    best = "-" if p.best_score is None else f"{p.best_score:.3f}"
-    return (
-        f"{sid}: frames {p.frames}, faces {p.faces_seen} (scored {p.faces_scored}), "
-        f"tracks {p.tracks}, best {best}"
-    )
-
-
 @click.command("run")
-@click.argument("sources", nargs=-1, required=True)
+@click.argument("sources", nargs=-1)
+@click.option(
+    "--config",
+    "config_file",
+    type=click.Path(path_type=Path, dir_okay=False),
+    default=None,
+    help="A fleet file (docs/config.md); SIGHUP reloads its cameras. Options given on the "
+    "command line or in the environment override its settings.",
+)
 @click.option(
     "--out",
     type=click.Path(path_type=Path, file_okay=False),
@@ -70,6 +75,13 @@ def _progress_line(sid: str, p) -> str:
 )
 @click.option("--max-frames", type=click.IntRange(1), default=None, help="Stop each stream here.")
 @click.option(
+    "--analyse-fps",
+    type=click.FloatRange(0, min_open=True),
+    default=None,
+    help="Frames per second each stream's face stage sees; the rest are dropped after "
+    "decoding (default: every frame).",
+)
+@click.option(
     "--shutdown-deadline",
     type=click.FloatRange(0),
     default=30.0,
@@ -78,6 +90,7 @@ def _progress_line(sid: str, p) -> str:
 )
 def run_cli(
     sources: tuple[str, ...],
+    config_file: Path | None,
     out: Path,
     weights: Path | None,
     backend: str,
@@ -87,36 +100,34 @@ def run_cli(
     topics_prefix: str | None,
     topic_replication: int,
     max_frames: int | None,
+    analyse_fps: float | None,
     shutdown_deadline: float,
 ) -> None:
-    """Monitor face quality on SOURCE... (files, rtsp:// or http(s):// URLs, /dev/videoN).
+    """Monitor face quality on SOURCE... (files, rtsp:// or http(s):// URLs, /dev/videoN)
+    and/or the cameras of a --config fleet file.
 
     Writes events to OUT as JSONL files (crops as JPEG), or to Kafka with --kafka-bootstrap.
     SIGTERM or Ctrl-C stops the sources, drains the engine and flushes the sink; exit 0.
+    SIGHUP re-reads --config and starts, stops or restarts only the cameras that changed.
     """
-    from monitor.events import Topics
-    from monitor.service import Service, ServiceConfig
+    from monitor.service import Service
 
-    topics = Topics() if topics_prefix is None else Topics.prefixed(topics_prefix)
-    config = ServiceConfig(
-        sources=sources,
-        out=out,
-        weights=weights,
-        backend=backend,
-        mode=mode,
-        variant=variant,
-        kafka=kafka_bootstrap,
-        topics=topics,
-        replication=topic_replication,
-        max_frames=max_frames,
-    )
+    ctx = click.get_current_context()
+    if not sources and config_file is None:
+        raise click.UsageError("give SOURCE... or --config FILE")
+    config, fleet, deadline = build_config(ctx, sources, config_file)
     service = Service(config)
-    stop = {"asked": False}
+    flags = {"stop": False, "reload": False}
 
-    def on_signal(signum, _frame) -> None:
-        stop["asked"] = True
+    def on_stop(_signum, _frame) -> None:
+        flags["stop"] = True
 
-    old = {s: signal.signal(s, on_signal) for s in (signal.SIGTERM, signal.SIGINT)}
+    def on_reload(_signum, _frame) -> None:
+        flags["reload"] = True
+
+    handlers = {signal.SIGTERM: on_stop, signal.SIGINT: on_stop, signal.SIGHUP: on_reload}
+    old = {s: signal.signal(s, h) for s, h in handlers.items()}
+    display = None
     try:
         service.start()
         label = service.label
@@ -125,21 +136,126 @@ def run_cli(
                 RANDOM_WARNING.format(env=WEIGHTS_ENV, note=label.weights, variant=label.variant),
                 err=True,
             )
-        last = 0.0
-        while service.running and not stop["asked"]:
+        display = ProgressDisplay(service.progress, _durations(service))
+        while service.running and not flags["stop"]:
             time.sleep(0.1)
-            now = time.monotonic()
-            if now - last >= 1.0:
-                last = now
-                for sid, p in service.progress():
-                    if not p.done:
-                        click.echo(_progress_line(sid, p), err=True)
-        if stop["asked"]:
+            if flags["reload"]:
+                flags["reload"] = False
+                fleet = reload_fleet(service, config_file, fleet)
+            service.supervise()
+            display.update()
+        display.close()
+        if flags["stop"]:
             click.echo("stopping: draining the engine and flushing the sink ...", err=True)
-        summary = service.close(shutdown_deadline)
+        summary = service.close(deadline)
     finally:
+        if display is not None:
+            display.close()
         for s, h in old.items():
             signal.signal(s, h)
+    print_summary(summary)
+    if not summary.clean:
+        raise click.ClickException("the shutdown deadline passed before everything was flushed")
+
+
+def build_config(ctx: click.Context, sources: tuple[str, ...], config_file: Path | None):
+    """The service's config from the fleet file (if any) and the options; options given on
+    the command line or in the environment win over the file. Returns (config, fleet,
+    shutdown deadline)."""
+    from monitor.config import fleet_plan, load_fleet
+    from monitor.events import Topics
+    from monitor.service import ServiceConfig
+
+    p = ctx.params
+    given = {
+        name
+        for name in p
+        if ctx.get_parameter_source(name)
+        in (click.core.ParameterSource.COMMANDLINE, click.core.ParameterSource.ENVIRONMENT)
+    }
+    topics = Topics() if p["topics_prefix"] is None else Topics.prefixed(p["topics_prefix"])
+    cli_values = {
+        "out": p["out"],
+        "weights": p["weights"],
+        "backend": p["backend"],
+        "mode": p["mode"],
+        "variant": p["variant"],
+        "kafka": p["kafka_bootstrap"],
+        "topics": topics,
+        "replication": p["topic_replication"],
+    }
+    option_of = {"kafka": "kafka_bootstrap", "topics": "topics_prefix"}
+    option_of["replication"] = "topic_replication"
+    fleet = None
+    deadline = p["shutdown_deadline"]
+    if config_file is None:
+        settings = cli_values
+        streams = ()
+    else:
+        fleet = load_fleet(config_file)
+        plan = fleet_plan(fleet)
+        settings = plan.process.service_config_kwargs()
+        for key, value in cli_values.items():
+            if option_of.get(key, key) in given:
+                settings[key] = value
+        if "shutdown_deadline" not in given:
+            deadline = plan.process.shutdown_deadline_s
+        streams = plan.streams
+    config = ServiceConfig(
+        sources=sources,
+        streams=streams,
+        producer=None if fleet is None else fleet.producer,
+        max_frames=p["max_frames"],
+        analyse_fps=p["analyse_fps"],
+        **settings,
+    )
+    return config, fleet, deadline
+
+
+def reload_fleet(service, config_file: Path | None, fleet):
+    """SIGHUP: re-read the fleet file and start, stop or restart only the cameras that
+    changed. A file that does not validate changes nothing (its problems are logged)."""
+    from monitor.config import ConfigError, changed_settings, diff_cameras, load_fleet, stream_plan
+
+    if config_file is None or fleet is None:
+        log.warning("SIGHUP: no --config file to reload")
+        return fleet
+    try:
+        new = load_fleet(config_file)
+    except ConfigError as exc:
+        log.error("SIGHUP: %s stays in force:\n%s", config_file, "\n".join(exc.lines()))
+        return fleet
+    diff = diff_cameras(fleet, new)
+    for sid in diff.to_stop:
+        service.remove_stream(sid)
+    for sid in diff.to_start:
+        try:
+            service.add_stream(stream_plan(sid, new.cameras[sid]))
+        except Exception as exc:  # one bad camera must not stop the reload of the others
+            log.error("SIGHUP: camera %s not started: %s", sid, mask_url(str(exc)))
+    log.warning(
+        "SIGHUP: reloaded %s: added %s, removed %s, restarted %s",
+        config_file,
+        list(diff.added),
+        list(diff.removed),
+        list(diff.changed),
+    )
+    restart = changed_settings(fleet, new)
+    if restart:
+        log.warning("SIGHUP: %s changed; they apply after a restart", ", ".join(restart))
+    return new
+
+
+def _durations(service) -> dict[str, float | None]:
+    from pipelines.probe import video_duration_s
+
+    return {
+        sid: None if plan.live else video_duration_s(plan.location)
+        for sid, plan in service.plans().items()
+    }
+
+
+def print_summary(summary) -> None:
     for s in summary.streams:
         best = "-" if s.best_score is None else f"{s.best_score:.3f}"
         err = f", error: {s.error}" if s.error else ""
@@ -156,5 +272,3 @@ def run_cli(
         f"({summary.model.backend}, {summary.model.mode})",
         err=True,
     )
-    if not summary.clean:
-        raise click.ClickException("the shutdown deadline passed before everything was flushed")

@@ -238,8 +238,10 @@ class EventEmitter:
             )
         )
 
-    def source_status(self, event: StatusEvent, **counts) -> None:
-        """A supervised source's status event (its text is masked already)."""
+    def source_status(self, event: StatusEvent, **counts) -> str | None:
+        """A supervised source's status event (its text is masked already); returns the
+        state published (``None``: an event that is not a state change)."""
         state = _STATES.get(type(event))
         if state is not None:
             self.status(state, event.reason, **counts)
+        return state

@@ -237,8 +237,8 @@ class ServiceMetrics:
         self._stage = Histogram(
             "fqm_stage_seconds",
             "Time one item spends in a pipeline stage (decode: a frame; faces: detection "
-            "and tracking of a frame; align: one face; engine: one batch; emit: one frame's "
-            "events; sink: one record group).",
+            "and tracking of a frame; align: one face; engine: one face's queue wait and its "
+            "batch's inference; emit: one frame's events; sink: one record group).",
             ["stage"],
             buckets=STAGE_BUCKETS,
             registry=self.registry,

@@ -1,5 +1,10 @@
 """``Service``: the process-level runner: one engine and batcher, one sink, a worker per stream.
 
+Streams come from ``ServiceConfig.sources`` (the command line) and ``ServiceConfig.streams``
+(``StreamPlan``s of a fleet file); ``add_stream``/``remove_stream`` change them while the
+service runs (a SIGHUP reload, later the Kafka fleet), and ``supervise`` restarts a live
+stream whose worker failed, with a growing delay, without touching the others.
+
 Shutdown order (``close``): stop the sources first (workers end their tracks and publish
 the summaries), then drain the batcher, then flush and close the sink last, each within
 what is left of the deadline.
@@ -14,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from engines.batcher import BatcherConfig, MicroBatcher
+from monitor.config.plan import StreamPlan
 from monitor.events import Topics, default_producer
 from monitor.service.emit import EventEmitter, ModelLabel
 from monitor.service.observe import NULL_OBSERVER, ServiceObserver
@@ -21,7 +27,7 @@ from monitor.service.scoring import StreamScorer
 from monitor.service.sink import LockedSink
 from monitor.service.stream import StreamProgress, StreamWorker
 from monitor.tracks import ScoringBudget
-from pipelines.urls import mask_url, source_kind
+from pipelines.urls import default_stream_id, mask_url, source_kind
 
 log = logging.getLogger(__name__)
 
@@ -34,7 +40,10 @@ class ServiceConfig:
     """What ``fqm run`` runs.
 
     Attributes:
-        sources: files, RTSP/HTTP URLs, devices.
+        sources: files, RTSP/HTTP URLs, devices (stream ids from their names; with
+            ``max_frames`` and ``analyse_fps`` below).
+        streams: streams planned by a fleet file (their own ids and knobs).
+        producer: the events' ``producer`` (default ``host:pid``).
         out: the output folder (JSONL events and crops; the Kafka spool under it).
         weights: DSL-FIQA weights folder; ``None``: ``$FQM_WEIGHTS``, else random weights.
         backend, mode, device: the engine (``engines.backends.open_engine``).
@@ -44,14 +53,17 @@ class ServiceConfig:
         topics: topic names.
         replication: Kafka topics' replication factor when fqm creates them.
         max_frames: stop each stream after this many frames.
-        analyse_fps: frames per second each stream's face stage sees (``None``: all).
+        analyse_fps: frames per second each stream's face stage sees (``None``: all); the
+            rest are dropped after decoding, before their RGB conversion.
         batch: the shared batcher's policy.
         torch_threads: torch's intra-op threads for the process (engine and face warps);
             ``None`` leaves torch's default. See docs/service.md: on small hosts the stream
             threads already use every core, and more torch threads only contend.
     """
 
-    sources: tuple[str, ...]
+    sources: tuple[str, ...] = ()
+    streams: tuple[StreamPlan, ...] = ()
+    producer: str | None = None
     out: Path = Path("fqm-out")
     weights: Path | None = None
     backend: str = "torch"
@@ -146,8 +158,37 @@ def _make_stage():
     return FaceStage(detector), FaceLandmarker(), detector.close
 
 
+#: Restart delays of a live stream whose worker failed: 5 s, doubling up to a minute.
+RESTART_FIRST_S = 5.0
+RESTART_MAX_S = 60.0
+
+
+def plans_from_sources(config: ServiceConfig) -> tuple[StreamPlan, ...]:
+    """Command-line sources as stream plans, ids from their names, made unique (``-2``...)."""
+    taken = {p.stream_id for p in config.streams}
+    plans = []
+    for location in config.sources:
+        sid = default_stream_id(location)
+        unique, n = sid, 2
+        while unique in taken:
+            unique, n = f"{sid}-{n}", n + 1
+        taken.add(unique)
+        live = source_kind(location).is_live
+        plans.append(StreamPlan(unique, location, live, config.max_frames, config.analyse_fps))
+    return tuple(plans)
+
+
+@dataclass
+class _Restart:
+    plan: StreamPlan
+    due: float
+    delay: float
+
+
 class Service:
-    """Opens everything in ``start``; ``wait`` follows the workers; ``close`` shuts down."""
+    """Opens everything in ``start``; ``supervise`` restarts failed live streams; ``close``
+    shuts down. Stream changes (``add_stream``, ``remove_stream``, ``reload``) and
+    ``supervise`` are called from one thread (the command's loop)."""
 
     def __init__(self, config: ServiceConfig, observer: ServiceObserver = NULL_OBSERVER) -> None:
         self.config = config
@@ -156,25 +197,21 @@ class Service:
         self.label: ModelLabel | None = None
         self.batcher: MicroBatcher | None = None
         self.sink: LockedSink | None = None
-        self.workers: list[StreamWorker] = []
+        self.budget = ScoringBudget()  # one engine, one budget: streams share its speed
+        self.workers: dict[str, StreamWorker] = {}
+        self.finished: list[StreamWorker] = []
+        self.restarts: dict[str, int] = {}
+        self._pending_restarts: dict[str, _Restart] = {}
+        self._producer = config.producer or default_producer()
         self._started = time.monotonic()
         self._stopping = False
 
     def start(self) -> None:
-        from pipelines.open import open_source
-
+        """Checks every stream's location, loads the model, opens the sink, starts the
+        streams. A bad location fails here, before anything slow is loaded."""
         cfg = self.config
-        sources = []
-        ids: set[str] = set()
-        for location in cfg.sources:  # fail on a bad location before loading anything
-            live = source_kind(location).is_live
-            source = open_source(location, live=live)
-            sid, n = source.stream_id, 2
-            while source.stream_id in ids:
-                source = open_source(location, live=live, stream_id=f"{sid}-{n}")
-                n += 1
-            ids.add(source.stream_id)
-            sources.append((location, source, live))
+        plans = (*cfg.streams, *plans_from_sources(cfg))
+        sources = [(plan, self._open(plan)) for plan in plans]
         if cfg.torch_threads is not None:
             import torch
 
@@ -182,46 +219,115 @@ class Service:
         self.engine, self.label = open_model(cfg)
         self.batcher = MicroBatcher(self.engine, cfg.batch)
         self.sink = open_sink(cfg)
-        producer = default_producer()
-        budget = ScoringBudget()  # one engine, one budget: streams share its measured speed
-        for location, source, live in sources:
-            scorer = StreamScorer(source.stream_id, self.batcher, live=live, budget=budget)
-            emitter = EventEmitter(
-                source.stream_id,
-                producer,
-                self.label,
-                self.sink.publish_all,
-                cfg.topics,
-                observer=self.observer,
-            )
-            worker = StreamWorker(
-                location,
-                source,
-                scorer,
-                emitter,
-                _make_stage,
-                live=live,
-                max_frames=cfg.max_frames,
-                analyse_fps=cfg.analyse_fps,
-                observer=self.observer,
-            )
-            self.workers.append(worker)
         self._started = time.monotonic()
-        for w in self.workers:
-            w.start()
+        for plan, source in sources:
+            self._start_worker(plan, source)
+
+    def _open(self, plan: StreamPlan):
+        from pipelines.open import open_source
+        from pipelines.source import DecodeOptions
+
+        options = DecodeOptions(max_fps=plan.analyse_fps)
+        return open_source(plan.location, live=plan.live, stream_id=plan.stream_id, options=options)
+
+    def _start_worker(self, plan: StreamPlan, source) -> StreamWorker:
+        if self.batcher is None or self.sink is None or self.label is None:
+            raise RuntimeError("Service.start must run before streams are added")
+        scorer = StreamScorer(
+            plan.stream_id,
+            self.batcher,
+            live=plan.live,
+            policy=plan.policy_config(),
+            budget=self.budget,
+        )
+        emitter = EventEmitter(
+            plan.stream_id,
+            self._producer,
+            self.label,
+            self.sink.publish_all,
+            self.config.topics,
+            observer=self.observer,
+        )
+        worker = StreamWorker(
+            plan.location,
+            source,
+            scorer,
+            emitter,
+            _make_stage,
+            live=plan.live,
+            max_frames=plan.max_frames,
+            observer=self.observer,
+        )
+        worker.plan = plan
+        self.workers[plan.stream_id] = worker
+        worker.start()
+        return worker
+
+    def add_stream(self, plan: StreamPlan) -> None:
+        """Starts one more stream (its id must be new)."""
+        if plan.stream_id in self.workers:
+            raise ValueError(f"stream {plan.stream_id!r} is already running")
+        self._start_worker(plan, self._open(plan))
+
+    def remove_stream(self, stream_id: str, deadline_s: float = 30.0) -> bool:
+        """Stops one stream: its tracks end and their summaries are published. False when
+        it did not stop within the deadline (it is still told to stop)."""
+        self._pending_restarts.pop(stream_id, None)
+        worker = self.workers.pop(stream_id, None)
+        if worker is None:
+            return True
+        worker.request_stop()
+        worker.join(deadline_s)
+        self.finished.append(worker)
+        return not worker.is_alive()
+
+    def plans(self) -> dict[str, StreamPlan]:
+        """The running (or restarting) streams' plans, by stream id."""
+        out = {sid: w.plan for sid, w in self.workers.items()}
+        out.update({sid: r.plan for sid, r in self._pending_restarts.items()})
+        return out
+
+    def supervise(self, now: float | None = None) -> list[str]:
+        """Restarts live streams whose worker failed, after a growing delay; returns the
+        ids restarted now. Files that fail stay down (their error is in the summary)."""
+        now = time.monotonic() if now is None else now
+        for sid, w in list(self.workers.items()):
+            if w.is_alive() or self._stopping or not (w.live and w.progress.error):
+                continue
+            delay = RESTART_FIRST_S
+            if sid in self.restarts:
+                delay = min(RESTART_MAX_S, RESTART_FIRST_S * 2 ** self.restarts[sid])
+            log.warning("%s failed (%s); restarting in %.0f s", sid, w.progress.error, delay)
+            self.finished.append(self.workers.pop(sid))
+            self._pending_restarts[sid] = _Restart(w.plan, now + delay, delay)
+        restarted = []
+        for sid, r in list(self._pending_restarts.items()):
+            if now < r.due or self._stopping:
+                continue
+            del self._pending_restarts[sid]
+            self.restarts[sid] = self.restarts.get(sid, 0) + 1
+            try:
+                self.add_stream(r.plan)
+                restarted.append(sid)
+            except Exception as exc:
+                log.error("%s: restart failed: %s", sid, mask_url(str(exc)))
+                self._pending_restarts[sid] = _Restart(r.plan, now + r.delay * 2, r.delay * 2)
+        return restarted
 
     def request_stop(self) -> None:
         """Stop every source (signal-safe enough: sets flags; live sources close)."""
         self._stopping = True
-        for w in self.workers:
+        self._pending_restarts.clear()
+        for w in list(self.workers.values()):
             w.request_stop()
 
     @property
     def running(self) -> bool:
-        return any(w.is_alive() for w in self.workers)
+        """Whether any stream runs or waits to restart."""
+        return bool(self._pending_restarts) or any(w.is_alive() for w in self.workers.values())
 
     def progress(self) -> list[tuple[str, StreamProgress]]:
-        return [(w.stream_id, w.progress) for w in self.workers]
+        return [(sid, w.progress) for sid, w in self.workers.items()]
 
     def close(self, deadline_s: float = 30.0) -> RunSummary:
         """Stop sources, join workers, drain the batcher, flush and close the sink."""
@@ -231,9 +337,9 @@ class Service:
             return max(0.0, end - time.monotonic())
 
         self.request_stop()
-        for w in self.workers:
+        for w in self.workers.values():
             w.join(left())
-        clean = not self.running
+        clean = not any(w.is_alive() for w in (*self.workers.values(), *self.finished))
         if self.batcher is not None:
             self.batcher.close(drain=True, timeout=left())
         if self.sink is not None:
@@ -255,7 +361,7 @@ class Service:
                 events=dict(w.emitter.counts),
                 error=w.progress.error,
             )
-            for w in self.workers
+            for w in (*self.finished, *self.workers.values())
         )
         sink = self.sink
         return RunSummary(

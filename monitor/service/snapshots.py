@@ -85,12 +85,14 @@ class FrameRate:
         self.window_s = window_s
         self._clock = clock
         self._times: deque[float] = deque()
+        self._last: float | None = None
         self._lock = threading.Lock()
 
     def tick(self) -> None:
         now = self._clock()
         with self._lock:
             self._times.append(now)
+            self._last = now
             self._trim(now)
 
     def _trim(self, now: float) -> None:
@@ -104,9 +106,9 @@ class FrameRate:
             return len(self._times) / self.window_s
 
     def last_frame_age_s(self) -> float | None:
-        """Seconds since the last frame; ``None`` before the first (and a window later)."""
-        with self._lock:
-            return self._clock() - self._times[-1] if self._times else None
+        """Seconds since the last frame (it grows while a stream stalls); ``None`` before one."""
+        last = self._last
+        return None if last is None else self._clock() - last
 
 
 class Heartbeat:

@@ -4,10 +4,9 @@ The source is opened here (``open_source``: files are read at the pipeline's pac
 streams are supervised, with a bounded frame queue that drops the oldest frame when the
 worker lags). The face stage (detector and landmarker: not thread-safe) is this thread's own.
 
-``analyse_fps`` thins the frames the face stage sees (decoding still reads every frame:
-later pictures depend on earlier ones): a 30 fps camera analysed at 10 fps costs a third
-of the detection, tracking and scoring, as Frigate's ``detect.fps`` does. Files are thinned
-on their pts, live streams on the arrival time.
+A stream's ``analyse_fps`` is the source's ``DecodeOptions.max_fps``: pictures beyond it are
+decoded (later pictures depend on them) but dropped before their RGB conversion, and the
+face stage, tracker and scorer never see them, as Frigate's ``detect.fps`` does.
 """
 
 from __future__ import annotations
@@ -37,11 +36,15 @@ STAGES = ("decode", "faces", "look", "submit", "book", "emit")
 class StreamProgress:
     """Counters the worker updates and the runner reads (plain ints: racy reads are fine).
 
-    ``frames`` counts frames read; ``frames_analysed`` those the face stage saw.
+    ``frames`` counts frames the face stage saw; ``frames_skipped`` pictures decoded but
+    thinned out by the stream's ``analyse_fps``; ``position_s`` is the last frame's pts;
+    ``status`` the last status (``up``, ``reconnecting``, ... ``down``).
     """
 
     frames: int = 0
-    frames_analysed: int = 0
+    frames_skipped: int = 0
+    position_s: float | None = None
+    status: str = "starting"
     faces_seen: int = 0
     faces_looked: int = 0
     faces_scored: int = 0
@@ -55,6 +58,9 @@ class StreamProgress:
 class StreamWorker(threading.Thread):
     """Runs one stream until it ends, ``max_frames`` are read, or ``stop`` is set."""
 
+    #: The plan it runs (``monitor.config.StreamPlan``), set by the service.
+    plan = None
+
     def __init__(
         self,
         location: str,
@@ -65,7 +71,6 @@ class StreamWorker(threading.Thread):
         *,
         live: bool,
         max_frames: int | None = None,
-        analyse_fps: float | None = None,
         observer: ServiceObserver = NULL_OBSERVER,
     ) -> None:
         super().__init__(name=f"fqm-stream-{source.stream_id}", daemon=True)
@@ -76,7 +81,6 @@ class StreamWorker(threading.Thread):
         self.make_stage = make_stage
         self.live = live
         self.max_frames = max_frames
-        self.analyse_fps = analyse_fps
         self.observer = observer
         self.started_at: float | None = None
         self.stop = threading.Event()
@@ -100,7 +104,9 @@ class StreamWorker(threading.Thread):
         return {"frames": s.frames, "dropped": s.dropped, "corrupt": s.corrupt_packets}
 
     def _on_status(self, event) -> None:
-        self.emitter.source_status(event, **self._counts())
+        state = self.emitter.source_status(event, **self._counts())
+        if state is not None:
+            self.progress.status = state
 
     def run(self) -> None:
         p = self.progress
@@ -117,9 +123,8 @@ class StreamWorker(threading.Thread):
             self.source.open()
             started = self.started_at = time.monotonic()
             if not self.live:
+                p.status = "up"
                 self.emitter.status("up", f"reading {self.location}", **self._counts())
-            gap = 0.0 if not self.analyse_fps else 1.0 / self.analyse_fps
-            next_due = -float("inf")
             frames = iter(self.source)
             while True:
                 t0 = time.perf_counter()
@@ -129,14 +134,10 @@ class StreamWorker(threading.Thread):
                 if self.max_frames is not None and p.frames >= self.max_frames:
                     break
                 p.frames += 1
-                pts = frame.pts
+                pts = p.position_s = frame.pts
                 now = self._clock(frame)
-                if now < next_due - 1e-6:
-                    continue
-                next_due = max(next_due + gap, now) if gap else now
                 t1 = time.perf_counter()
                 timed("decode", t1 - t0)
-                p.frames_analysed += 1
                 result = stage.process(frame)
                 t2 = time.perf_counter()
                 timed("faces", t2 - t1)
@@ -162,10 +163,12 @@ class StreamWorker(threading.Thread):
             if self.max_frames is not None and p.frames >= self.max_frames:
                 reason = f"max frames ({self.max_frames}) read"
             self._finish(stage, pts)
+            p.status = "down"
             self.emitter.status("down", reason, fps=round(fps, 3), **self._counts())
         except Exception as exc:  # one failing stream must not take the others down
             log.error("%s: %s", self.stream_id, exc, exc_info=log.isEnabledFor(logging.DEBUG))
             p.error = mask_url(str(exc))
+            p.status = "down"
             try:
                 if stage is not None:
                     self._finish(stage, pts)
@@ -191,6 +194,7 @@ class StreamWorker(threading.Thread):
             self.emitter.updates(updates, wall_time)
 
     def _update(self, p: StreamProgress) -> None:
+        p.frames_skipped = self.source.stats.skipped
         p.faces_seen = self.scorer.faces_seen
         p.faces_looked = self.scorer.faces_looked
         p.faces_scored = self.scorer.faces_scored
