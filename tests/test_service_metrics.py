@@ -28,6 +28,7 @@ from monitor.service.sink import LockedSink
 from monitor.service.snapshots import (
     EngineSnapshot,
     FrameRate,
+    Heartbeat,
     ServiceSnapshot,
     SinkSnapshot,
     StreamSnapshot,
@@ -128,6 +129,10 @@ def test_exposition_carries_engine_sink_and_service() -> None:
     assert value(samples, "fqm_sink_up", **k) == 1
     assert value(samples, "fqm_service_heartbeat_age_seconds") == 0.3
     assert value(samples, "fqm_snapshot_errors_total") == 0
+    assert value(samples, "process_resident_memory_bytes") > 0
+    bare = scrape(ServiceMetrics(ServiceSnapshot, process=False))
+    assert ("process_resident_memory_bytes", ()) not in bare
+    assert ("fqm_snapshot_errors_total", ()) in bare
 
 
 def test_values_are_pulled_at_each_scrape() -> None:
@@ -321,3 +326,20 @@ def test_kafka_sink_snapshot_while_the_broker_is_away(tmp_path) -> None:
 def test_unknown_sink_is_refused() -> None:
     with pytest.raises(TypeError, match="no snapshot"):
         sink_snapshot(object())
+
+
+def test_heartbeat_and_frame_rate_follow_their_clock() -> None:
+    clock = [50.0]
+    beat = Heartbeat(clock=lambda: clock[0])
+    clock[0] += 7.0
+    assert beat.age_s() == 7.0
+    beat.beat()
+    assert beat.age_s() == 0.0
+    rate = FrameRate(window_s=1.0, clock=lambda: clock[0])
+    assert (rate.fps(), rate.last_frame_age_s()) == (0.0, None)
+    rate.tick()
+    clock[0] += 3.0  # the window has passed: no recent frames; the age keeps growing
+    assert rate.last_frame_age_s() == 3.0
+    assert rate.fps() == 0.0
+    with pytest.raises(ValueError, match="window_s"):
+        FrameRate(window_s=0)

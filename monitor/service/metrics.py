@@ -21,7 +21,7 @@ import math
 import threading
 from collections.abc import Callable, Iterator
 
-from prometheus_client import CollectorRegistry, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Histogram, ProcessCollector, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
@@ -225,15 +225,21 @@ class ServiceMetrics:
     Args:
         snapshot: called at each scrape; returns the service's state now.
         registry: where the metrics live; a new ``CollectorRegistry`` by default.
+        process: add the ``process_*`` metrics (resident memory, CPU seconds, open files) of
+            this process, to see memory grow or CPU saturate.
     """
 
     def __init__(
         self,
         snapshot: Callable[[], ServiceSnapshot],
         registry: CollectorRegistry | None = None,
+        *,
+        process: bool = True,
     ) -> None:
         self.registry = registry if registry is not None else CollectorRegistry()
         self.registry.register(SnapshotCollector(snapshot))
+        if process:
+            ProcessCollector(registry=self.registry)
         self._stage = Histogram(
             "fqm_stage_seconds",
             "Time one item spends in a pipeline stage (decode: a frame; faces: detection "
