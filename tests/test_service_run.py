@@ -7,6 +7,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from pathlib import Path
@@ -155,3 +156,58 @@ def test_service_imports_no_click() -> None:
 
     names = [n for _f, _l, n in imports("monitor/service")]
     assert not [n for n in names if n == "click" or n.startswith(("click.", "monitor.cli"))]
+
+
+def _collect(stream, lines: list[str]) -> threading.Thread:
+    thread = threading.Thread(target=lambda: lines.extend(stream), daemon=True)
+    thread.start()
+    return thread
+
+
+def _wait_for(predicate, what: str, timeout: float = 240.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.5)
+
+
+def test_sighup_reloads_only_what_changed_and_a_bad_file_changes_nothing(
+    clip: Path, tmp_path: Path, validators
+) -> None:
+    out = tmp_path / "out"
+    fleet = tmp_path / "fleet.yaml"
+    long_source = asset_path("franck.mp4")  # 200 s of video: runs until stopped
+    lobby = f"  lobby: {{source: {long_source}, analyse_fps: 5}}\n"
+    fleet.write_text(f"out: {out}\nmodel: {{variant: dslfiqa-tiny}}\ncameras:\n{lobby}")
+    environ = {k: v for k, v in os.environ.items() if k not in ("FQM_KAFKA_BOOTSTRAP",)}
+    proc = subprocess.Popen(
+        [FQM, "run", "--config", str(fleet)], stderr=subprocess.PIPE, text=True, env=environ
+    )
+    lines: list[str] = []
+    try:
+        assert proc.stderr is not None
+        reader = _collect(proc.stderr, lines)
+        _wait_for(lambda: list(out.glob("lobby/*.jsonl")), "lobby's first events")
+        fleet.write_text(fleet.read_text() + "  door: {sourc: x}\n")  # a typo: refused
+        proc.send_signal(signal.SIGHUP)
+        _wait_for(lambda: any("stays in force" in x for x in lines), "the refused reload")
+        assert any("cameras.door.sourc" in x for x in lines), "".join(lines)
+        fleet.write_text(fleet.read_text().replace("{sourc: x}", f"{{source: {clip}}}"))
+        proc.send_signal(signal.SIGHUP)
+
+        def door_ended() -> bool:
+            return any("track_summary" in p.read_text() for p in out.glob("door/*.jsonl"))
+
+        _wait_for(door_ended, "the added camera's track summary")
+        assert any("added ['door'], removed [], restarted []" in x for x in lines)
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=120) == 0, "".join(lines)
+        reader.join(10)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    events = read_events(out, validators)
+    check_stream(out, "door", events)
+    lobby_status = [e for e in events if e.stream_id == "lobby" and e.kind == "stream_status"]
+    assert [e.state for e in lobby_status] == ["up", "down"]  # never restarted by the reloads
+    assert lobby_status[-1].reason == "stopped"
