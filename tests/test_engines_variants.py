@@ -37,11 +37,12 @@ def face() -> np.ndarray:
 
 # ------------------------------------------------------------------------------- registry
 def test_registered_variants() -> None:
-    assert list_variants() == ["dslfiqa", "dslfiqa-tiny"]
-    assert "dslfiqa-lite" not in VARIANTS  # registered only once it is built and trained
+    assert list_variants() == ["dslfiqa", "dslfiqa-tiny", "dslfiqa-lite"]
+    assert [get_variant(n).arch for n in list_variants()] == ["dslfiqa", "dslfiqa", "lite"]
 
 
-@pytest.mark.parametrize("name", list(VARIANTS))
+# The official module tree (DslFiqa); dslfiqa-lite's contract: tests/test_lite_model.py.
+@pytest.mark.parametrize("name", [n for n, v in VARIANTS.items() if v.arch == "dslfiqa"])
 def test_contract_is_consistent_with_the_config(name: str) -> None:
     v = get_variant(name)
     assert v.name == name
@@ -81,8 +82,10 @@ def test_an_inconsistent_variant_is_refused() -> None:
 
 
 def test_unknown_variant_names_the_known_ones() -> None:
-    with pytest.raises(UnknownVariantError, match=r"'dslfiqa-lite'.*dslfiqa, dslfiqa-tiny"):
-        get_variant("dslfiqa-lite")
+    with pytest.raises(
+        UnknownVariantError, match=r"'dslfiqa-huge'.*dslfiqa, dslfiqa-tiny, dslfiqa-lite"
+    ):
+        get_variant("dslfiqa-huge")
     assert issubclass(UnknownVariantError, ValueError)
     v = get_variant("dslfiqa")
     assert get_variant(v) is v

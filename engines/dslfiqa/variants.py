@@ -9,7 +9,7 @@ the checkpoint file names. Runtimes read these numbers from here instead of repe
 Example:
     >>> from engines.dslfiqa.variants import get_variant, list_variants
     >>> list_variants()
-    ['dslfiqa', 'dslfiqa-tiny']
+    ['dslfiqa', 'dslfiqa-tiny', 'dslfiqa-lite']
     >>> v = get_variant("dslfiqa")
     >>> (v.input_size, v.image_size, v.crop_size, v.mean, v.color_order)
     (512, 512, 384, (0.5, 0.5, 0.5), 'RGB')
@@ -29,12 +29,17 @@ from engines.dslfiqa.constants import (
     NUM_FACE_LANDMARKS,
     NUM_LANDMARK,
 )
+from engines.dslfiqa.lite_config import LITE_ARCH, LiteConfig
 
 CHECKPOINT_FILES: tuple[str, str] = ("DE.pt", "IQA.pt")
 DEFAULT_VARIANT = "dslfiqa"
 # DSL_FIQA.md states no licence for the released checkpoints.
 OFFICIAL_LICENSE = "official DSL-FIQA checkpoints: see the upstream repository's licence"
 OWN_WEIGHTS_LICENSE = "no released weights: only checkpoints you train yourself"
+LITE_LICENSE = (
+    "Apache-2.0, fqm's own weights shipped in the package (docs/model-card-lite.md); "
+    "trained on fetched media whose own licences are listed in monitor/assets.toml"
+)
 
 
 class UnknownVariantError(ValueError):
@@ -46,9 +51,14 @@ class ModelVariant:
     """One named model: how to build it, what it takes, and what its weights are.
 
     Attributes:
-        name: registry name (``dslfiqa``, ``dslfiqa-tiny``).
+        name: registry name (``dslfiqa``, ``dslfiqa-tiny``, ``dslfiqa-lite``).
         description: one line for listings.
-        config: the architecture sizes that build DE and IQA.
+        config: the architecture sizes that build DE and IQA: a ``ModelConfig`` (the
+            official module tree) or, for ``arch="lite"``, a
+            :class:`~engines.dslfiqa.lite_config.LiteConfig`.
+        arch: ``dslfiqa`` (the official module tree and key names, any size: ``DslFiqa``)
+            or ``lite`` (DSL-FIQA-Lite's smaller modules: ``DslFiqaLite``). Both take the
+            same inputs and give the same output.
         input_size: side of the aligned face the scorer is given (512, as alignment makes it).
         image_size: side the face is resized to before cropping (``config.image_size``).
         crop_size: network input side (``config.crop_size``).
@@ -63,7 +73,8 @@ class ModelVariant:
 
     name: str
     description: str
-    config: ModelConfig
+    config: ModelConfig | LiteConfig
+    arch: Literal["dslfiqa", "lite"] = "dslfiqa"
     input_size: int = IMAGE_SIZE
     image_size: int
     crop_size: int
@@ -99,6 +110,8 @@ class ModelVariant:
             out.append(f"unknown crop modes {unknown}")
         if len(self.mean) != 3 or len(self.std) != 3 or min(self.std) <= 0:
             out.append(f"mean {self.mean} / std {self.std} must be 3 values, std > 0")
+        if (self.arch == LITE_ARCH) != isinstance(cfg, LiteConfig):
+            out.append(f"arch {self.arch!r} does not match a {type(cfg).__name__}")
         try:
             cfg.validate()
         except ValueError as exc:
@@ -131,9 +144,7 @@ class ModelVariant:
         )
 
 
-# The registry: an explicit dict, in listing order. ``dslfiqa-lite`` (a distilled model for
-# the stream path) is registered here by the issue that builds and trains it; until its
-# weights exist there is no entry.
+# The registry: an explicit dict, in listing order.
 VARIANTS: dict[str, ModelVariant] = {
     v.name: v
     for v in (
@@ -147,6 +158,16 @@ VARIANTS: dict[str, ModelVariant] = {
             ModelConfig.tiny(),
             name="dslfiqa-tiny",
             description="same keys as dslfiqa, tiny widths, 64 crops of a 96 face: CPU smoke tests",
+        ),
+        ModelVariant(
+            name="dslfiqa-lite",
+            description="DSL-FIQA-Lite: the same structure with a CNN backbone, one 128 crop "
+            "of a 144 face; real time on a CPU, weights shipped (docs/model-card-lite.md)",
+            config=LiteConfig(),
+            arch=LITE_ARCH,
+            image_size=LiteConfig().image_size,
+            crop_size=LiteConfig().crop_size,
+            license=LITE_LICENSE,
         ),
     )
 }
