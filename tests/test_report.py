@@ -461,3 +461,35 @@ def test_report_of_a_real_run_opens_cleanly_in_chromium(run_dir: Path, tmp_path:
     assert all(complete and w > 0 and h > 0 for complete, w, h in probe["imgs"])
     assert len(probe["curves"]) == len(stream.tracks)
     assert all(width > 100 for width in probe["curves"])  # drawn, in user units
+
+
+def test_curve_falls_back_to_frames_without_timestamps() -> None:
+    from monitor.report import ScorePoint, TrackReport
+    from monitor.report.charts import quality_curve
+
+    points = tuple(ScorePoint(f, None, 0.5 + f / 100, 0.5 + f / 200, None) for f in range(0, 40, 4))
+    track = TrackReport(
+        producer="p",
+        track_id=3,
+        best_score=0.86,
+        shots=(),
+        chosen=((0, None, 0.5), (36, None, 0.86)),
+        points=points,
+        from_summary=False,
+        scored=10,
+        frames_seen=None,
+        first_frame=0,
+        last_frame=36,
+        start_pts=None,
+        end_pts=None,
+        ended=False,
+        low=0.5,
+        median=None,
+        high=0.86,
+        mean=None,
+    )
+    svg = quality_curve(track)
+    assert ">frame</text>" in svg
+    assert svg.count('class="chosen"') == 2
+    assert "best frame at frame 36: 0.860" in svg
+    assert svg.count("<polyline") == 2  # raw and smoothed
