@@ -126,12 +126,10 @@ class StreamWorker(threading.Thread):
                 p.status = "up"
                 self.emitter.status("up", f"reading {self.location}", **self._counts())
             frames = iter(self.source)
-            while True:
+            while self.max_frames is None or p.frames < self.max_frames:
                 t0 = time.perf_counter()
                 frame = next(frames, None)
                 if frame is None or self.stop.is_set():
-                    break
-                if self.max_frames is not None and p.frames >= self.max_frames:
                     break
                 p.frames += 1
                 pts = p.position_s = frame.pts
