@@ -1,4 +1,4 @@
-"""``fqm bench decode|faces|quality|modes|policy|sink``: each stage's throughput, table or JSON.
+"""``fqm bench decode|faces|quality|modes|policy|sink|pipeline``: throughput, table or JSON.
 
 The measurements live in :mod:`monitor.benchmarks`; numbers are printed, never asserted.
 """
@@ -15,6 +15,7 @@ import click
 from engines.dslfiqa.constants import CROP_MODES, CropMode
 from monitor.cli.errors import FqmError
 from monitor.cli.options import (
+    WEIGHTS_ENV,
     device_option,
     json_option,
     parse_bootstrap_option,
@@ -556,4 +557,161 @@ def sink_cli(bootstrap, events: int, out: Path | None, as_json: bool) -> None:
     if out is not None and out.exists() and any(out.iterdir()):
         raise click.BadParameter(f"{out} is not empty; give a new folder", param_hint="--out")
     r = bench_sink(EventMix(events=events), bootstrap=bootstrap, out=out)
+    click.echo(json.dumps(r.to_json(), indent=2) if as_json else format_report(r))
+
+
+def _stream_counts(ctx: click.Context, param: click.Parameter, value: str) -> tuple[int, ...]:
+    try:
+        counts = tuple(int(v) for v in value.split(",") if v.strip())
+    except ValueError:
+        counts = ()
+    if not counts or min(counts) < 1:
+        raise click.BadParameter(f"{value!r}: stream counts >= 1, comma-separated (1,2,4)")
+    return counts
+
+
+def _check_variant(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    from engines.dslfiqa.variants import list_variants  # torch-free
+
+    if value is not None and value not in list_variants():
+        raise click.BadParameter(f"{value!r} is not one of {', '.join(list_variants())}")
+    return value
+
+
+@bench_cli.command("pipeline")
+@click.argument("source")
+@click.option(
+    "--streams",
+    "counts",
+    default="1",
+    show_default=True,
+    callback=_stream_counts,
+    help="Copies of SOURCE run at once; a list (1,2,4) runs each count in turn.",
+)
+@click.option(
+    "--sink",
+    type=click.Choice(["jsonl", "kafka"]),
+    default="jsonl",
+    show_default=True,
+    help="Where events go: JSONL files (a temporary folder unless --out), or Kafka "
+    "(temporary fqm-bench-* topics, deleted after each run).",
+)
+@click.option(
+    "--kafka-bootstrap",
+    envvar="FQM_KAFKA_BOOTSTRAP",
+    callback=parse_bootstrap_option,
+    help="The broker for --sink kafka. [env: FQM_KAFKA_BOOTSTRAP]",
+)
+@click.option(
+    "--seconds",
+    type=click.FloatRange(min=0, min_open=True),
+    default=20.0,
+    show_default=True,
+    help="Seconds of video each stream reads.",
+)
+@click.option(
+    "--max-frames", type=click.IntRange(min=1), help="Also stop each stream after N frames."
+)
+@click.option(
+    "--analyse-fps",
+    type=click.FloatRange(min=0, min_open=True),
+    help="Frames per second each stream's face stage sees [default: every frame].",
+)
+@click.option(
+    "--variant",
+    callback=_check_variant,
+    help="Model variant; without --weights the random model's shape [default: dslfiqa].",
+)
+@weights_option(
+    f"DSL-FIQA weights folder [env: {WEIGHTS_ENV}; default: seeded random weights of "
+    "the variant's shape: speed only]."
+)
+@click.option(
+    "--backend",
+    type=click.Choice(QUALITY_BACKENDS),
+    default="torch",
+    show_default=True,
+    help="Quality engine backend.",
+)
+@click.option(
+    "--mode",
+    type=click.Choice(CROP_MODES),
+    default="center",
+    show_default=True,
+    help="Crops per face.",
+)
+@device_option
+@click.option(
+    "--torch-threads",
+    type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
+    help="torch intra-op threads (the service's default: the stream threads use the cores).",
+)
+@click.option(
+    "--out",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Keep each run's events in OUT/<N>-streams (a new folder) [default: temporary].",
+)
+@json_option
+def pipeline_cli(
+    source: str,
+    counts: tuple[int, ...],
+    sink: str,
+    kafka_bootstrap,
+    seconds: float,
+    max_frames: int | None,
+    analyse_fps: float | None,
+    variant: str | None,
+    weights: Path | None,
+    backend: str,
+    mode: str,
+    device: str,
+    torch_threads: int,
+    out: Path | None,
+    as_json: bool,
+) -> None:
+    """The whole service (fqm run) on N copies of SOURCE at once: real-time factor,
+    frame-to-event latency, faces scored/s, time per stage, peak memory; how many streams
+    this machine holds in real time.
+
+    SOURCE is a video file, or 720p: franck.mp4 scaled and padded to 1280x720 at 30 fps
+    (made once with ffmpeg into $FQM_CACHE/bench). Files are read as fast as the pipeline
+    goes; a stream is held when its video seconds / wall seconds is at least 1.0.
+    """
+    from monitor.benchmarks.pipeline import (
+        BUILTIN_720P,
+        ClipError,
+        PipelineOptions,
+        bench_pipeline,
+        format_report,
+    )
+
+    if source != BUILTIN_720P and source_kind(source) is not SourceKind.FILE:
+        raise click.BadParameter(
+            "a video file or 720p: a live stream is paced by its camera, not the pipeline",
+            param_hint="SOURCE",
+        )
+    if sink == "kafka" and kafka_bootstrap is None:
+        raise click.UsageError("--sink kafka needs --kafka-bootstrap (or FQM_KAFKA_BOOTSTRAP)")
+    if out is not None and out.exists() and any(out.iterdir()):
+        raise click.BadParameter(f"{out} is not empty; give a new folder", param_hint="--out")
+    options = PipelineOptions(
+        weights=weights,
+        variant=variant,
+        backend=backend,
+        mode=mode,
+        device=device,
+        analyse_fps=analyse_fps,
+        torch_threads=torch_threads,
+        max_frames=max_frames,
+        seconds=seconds,
+        kafka=kafka_bootstrap if sink == "kafka" else None,
+    )
+    try:
+        r = bench_pipeline(
+            source, counts, options, out=out, progress=lambda m: click.echo(m, err=True)
+        )
+    except ClipError as exc:
+        raise FqmError(str(exc)) from exc
     click.echo(json.dumps(r.to_json(), indent=2) if as_json else format_report(r))
