@@ -172,7 +172,7 @@ def test_server_answers_probes_over_http(served) -> None:
 
 def test_server_exposes_metrics_on_the_same_port(served) -> None:
     server, current, metrics = served
-    metrics.observe_stage("engine", 0.25)
+    metrics.stage("lobby", "faces", 0.25)
     current[0] = TROUBLED
     code, headers, body = get(server.url + "/metrics")
     assert code == 200
@@ -185,7 +185,7 @@ def test_server_exposes_metrics_on_the_same_port(served) -> None:
     assert samples[("fqm_stream_up", (("stream", "gate"),))] == 0
     assert samples[("fqm_stream_frames_total", (("stream", "lobby"),))] == LOBBY.frames
     assert samples[("fqm_sink_spool_records", (("sink", "kafka"),))] == 120
-    assert samples[("fqm_stage_seconds_count", (("stage", "engine"),))] == 1
+    assert samples[("fqm_stage_seconds_count", (("stage", "faces"),))] == 1
 
     code, headers, body = get(server.url + "/metrics", {"Accept-Encoding": "gzip"})
     assert headers.get("Content-Encoding") == "gzip"

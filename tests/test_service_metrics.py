@@ -23,6 +23,7 @@ from engines.quality_engine import EngineInfo, QualityScores
 from monitor.delivery.jsonl_sink import JsonlSink
 from monitor.delivery.kafka_sink import KafkaSink, KafkaSinkConfig
 from monitor.delivery.record import Record
+from monitor.events.model import FaceObservationEvent, QualityScore
 from monitor.service.metrics import SCORE_BUCKETS, STAGES, ServiceMetrics
 from monitor.service.sink import LockedSink
 from monitor.service.snapshots import (
@@ -156,22 +157,53 @@ def test_a_failing_snapshot_is_counted_and_the_scrape_still_answers() -> None:
     assert not any(name.startswith("fqm_stream_") for name, _ in samples)
 
 
-def test_stage_histogram_buckets_what_was_observed() -> None:
+def test_stage_histogram_buckets_what_the_workers_time() -> None:
     metrics = ServiceMetrics(ServiceSnapshot)
-    observed = {"engine": [0.03, 0.2, 4.0], "decode": [0.0004]}
+    observed = {"faces": [0.03, 0.2, 4.0], "decode": [0.0004], "engine": [0.5]}
     for stage, seconds in observed.items():
         for s in seconds:
-            metrics.observe_stage(stage, s)
+            metrics.stage("lobby", stage, s)  # as a ServiceObserver
     samples = scrape(metrics)
-    for stage in STAGES:
+    for stage in (*STAGES, "engine"):
         seen = observed.get(stage, [])
         assert value(samples, "fqm_stage_seconds_count", stage=stage) == len(seen)
         assert value(samples, "fqm_stage_seconds_sum", stage=stage) == pytest.approx(sum(seen))
         assert value(samples, "fqm_stage_seconds_bucket", stage=stage, le="0.05") == sum(
             s <= 0.05 for s in seen
         )
-    with pytest.raises(ValueError, match="unknown stage 'infer'"):
-        metrics.observe_stage("infer", 0.1)
+
+
+def observation(stream_id: str, score: float) -> FaceObservationEvent:
+    quality = QualityScore(score=score, variant="dslfiqa", mode="center", backend="torch")
+    return FaceObservationEvent(
+        stream_id=stream_id,
+        producer="fqm-test",
+        track_id=1,
+        frame_index=3,
+        pts=0.12,
+        bbox=(10.0, 10.0, 90.0, 90.0),
+        detection_score=0.9,
+        quality=quality,
+    )
+
+
+def test_events_are_counted_and_observations_feed_the_score_histogram() -> None:
+    metrics = ServiceMetrics(ServiceSnapshot)
+    for stream_id, score in (("lobby", 0.8), ("lobby", 0.3), ("gate", 0.55)):
+        metrics.event(observation(stream_id, score))
+    samples = scrape(metrics)
+    kind = "face_observation"
+    assert value(samples, "fqm_events_total", stream="lobby", kind=kind) == 2
+    assert value(samples, "fqm_events_total", stream="gate", kind=kind) == 1
+    assert value(samples, "fqm_face_quality_score_count", stream="lobby") == 2
+    assert value(samples, "fqm_face_quality_score_sum", stream="lobby") == pytest.approx(1.1)
+    assert value(samples, "fqm_face_quality_score_bucket", stream="gate", le="0.55") == 1
+    metrics.forget_stream("lobby")
+    left = {
+        labels for name, labels in scrape(metrics) if name.startswith(("fqm_events", "fqm_face"))
+    }
+    assert left
+    assert all(dict(labels)["stream"] == "gate" for labels in left)
 
 
 def test_score_histogram_handles_scores_above_one_and_ignores_nan() -> None:
@@ -192,9 +224,9 @@ def test_score_histogram_handles_scores_above_one_and_ignores_nan() -> None:
 
 def test_each_service_has_its_own_registry() -> None:
     a, b = ServiceMetrics(lambda: SNAPSHOT), ServiceMetrics(ServiceSnapshot)
-    a.observe_stage("sink", 0.001)
-    assert value(scrape(a), "fqm_stage_seconds_count", stage="sink") == 1
-    assert value(scrape(b), "fqm_stage_seconds_count", stage="sink") == 0
+    a.observe_stage("emit", 0.001)
+    assert value(scrape(a), "fqm_stage_seconds_count", stage="emit") == 1
+    assert value(scrape(b), "fqm_stage_seconds_count", stage="emit") == 0
     shared = CollectorRegistry()
     ServiceMetrics(ServiceSnapshot, shared)
     with pytest.raises(ValueError, match="Duplicated"):

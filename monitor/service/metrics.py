@@ -2,26 +2,35 @@
 
 Counters and gauges come from a :class:`~monitor.service.snapshots.ServiceSnapshot` taken
 when Prometheus scrapes (:class:`SnapshotCollector`): the service keeps its counters anyway,
-so nothing is counted twice and the hot path pays nothing. Only distributions are pushed:
-stage latencies (:meth:`ServiceMetrics.observe_stage`) and quality scores
-(:meth:`ServiceMetrics.observe_score`). Each service has its own ``CollectorRegistry``, so
-several services (tests) never share metrics. Every metric is listed in docs/observability.md.
+so nothing is counted twice and the hot path pays nothing. Only distributions and events
+are pushed: :class:`ServiceMetrics` is a ``monitor.service.observe.ServiceObserver``
+(``stage`` times go to a histogram; each event is counted by kind, and a face
+observation's score goes to the score histogram). Each service has its own
+``CollectorRegistry``, so several services (tests) never share metrics. Every metric is
+listed in docs/observability.md.
 
 Example:
     >>> metrics = ServiceMetrics(service.snapshot)  # doctest: +SKIP
-    >>> metrics.observe_stage("engine", 0.031)  # doctest: +SKIP
-    >>> metrics.observe_score("lobby", 0.72)  # doctest: +SKIP
+    >>> metrics.stage("lobby", "faces", 0.031)  # doctest: +SKIP
+    >>> metrics.event(face_observation_event)  # doctest: +SKIP
     >>> metrics.exposition()[:40]  # doctest: +SKIP
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import threading
 from collections.abc import Callable, Iterator
 
-from prometheus_client import CollectorRegistry, Histogram, ProcessCollector, generate_latest
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Histogram,
+    ProcessCollector,
+    generate_latest,
+)
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
@@ -29,9 +38,13 @@ from monitor.service.snapshots import STREAM_STATES, ServiceSnapshot
 
 log = logging.getLogger(__name__)
 
-#: The pipeline stages whose latency is observed (the ``stage`` label; nothing else allowed,
-#: so that the label's values stay few).
-STAGES: tuple[str, ...] = ("decode", "faces", "align", "engine", "emit", "sink")
+#: The stages a stream worker times (``monitor.service.stream.STAGES``, not imported: that
+#: module loads the face models' libraries), each exported from the start with a zero count.
+#: Other names are accepted too (they come from code, never from input).
+STAGES: tuple[str, ...] = ("decode", "faces", "look", "submit", "book", "emit")
+
+#: Event kinds exported from the start (``monitor.events``); others are counted as they come.
+EVENT_KINDS: tuple[str, ...] = ("face_observation", "best_frame", "track_summary", "stream_status")
 
 #: Stage latency buckets, seconds: a decode or an emit takes a millisecond, a CPU engine batch
 #: seconds.
@@ -242,9 +255,8 @@ class ServiceMetrics:
             ProcessCollector(registry=self.registry)
         self._stage = Histogram(
             "fqm_stage_seconds",
-            "Time one item spends in a pipeline stage (decode: a frame; faces: detection "
-            "and tracking of a frame; align: one face; engine: one face's queue wait and its "
-            "batch's inference; emit: one frame's events; sink: one record group).",
+            "Seconds one frame spends in each stage of its stream's worker (see "
+            "docs/observability.md).",
             ["stage"],
             buckets=STAGE_BUCKETS,
             registry=self.registry,
@@ -257,17 +269,36 @@ class ServiceMetrics:
             buckets=SCORE_BUCKETS,
             registry=self.registry,
         )
+        self._events = Counter(
+            "fqm_events",
+            "Events handed to the sink, by stream and kind.",
+            ["stream", "kind"],
+            registry=self.registry,
+        )
+        self._kinds: set[str] = set(EVENT_KINDS)
+
+    # -- ServiceObserver -------------------------------------------------------------------
+
+    def stage(self, stream_id: str, stage: str, seconds: float) -> None:
+        """A stream spent ``seconds`` in ``stage`` (the histogram is not per stream)."""
+        self.observe_stage(stage, seconds)
+
+    def event(self, event: object) -> None:
+        """Count ``event`` by stream and kind; a face observation's score joins the histogram."""
+        kind = getattr(event, "kind", "") or type(event).__name__
+        stream_id = getattr(event, "stream_id", "")
+        self._kinds.add(kind)
+        self._events.labels(stream_id, kind).inc()
+        if kind == "face_observation":
+            self.observe_score(stream_id, event.quality.score)  # type: ignore[attr-defined]
+
+    # -- direct ----------------------------------------------------------------------------
 
     def observe_stage(self, stage: str, seconds: float) -> None:
-        """Record that one item took ``seconds`` in ``stage`` (one of :data:`STAGES`).
-
-        Raises:
-            ValueError: an unknown stage (a typo would otherwise add a label value).
-        """
-        try:
-            child = self._stages[stage]
-        except KeyError:
-            raise ValueError(f"unknown stage {stage!r}; one of {', '.join(STAGES)}") from None
+        """Record that one item took ``seconds`` in ``stage``."""
+        child = self._stages.get(stage)
+        if child is None:
+            child = self._stages[stage] = self._stage.labels(stage)
         child.observe(seconds)
 
     def observe_score(self, stream_id: str, score: float) -> None:
@@ -275,6 +306,17 @@ class ServiceMetrics:
         if math.isfinite(score):
             self._score.labels(stream_id).observe(score)
 
+    def forget_stream(self, stream_id: str) -> None:
+        """Drop a removed stream's pushed series (a SIGHUP reload that removed a camera)."""
+        for kind in list(self._kinds):
+            _remove(self._events, stream_id, kind)
+        _remove(self._score, stream_id)
+
     def exposition(self) -> bytes:
         """The registry in Prometheus' text format (what ``/metrics`` serves by default)."""
         return generate_latest(self.registry)
+
+
+def _remove(metric, *labels: str) -> None:
+    with contextlib.suppress(KeyError):  # never observed
+        metric.remove(*labels)
