@@ -44,9 +44,9 @@ from pipelines.source import SourceStats
 from tests.support.faces import generic_landmarks68
 
 LOBBY = StreamSnapshot(
-    "lobby", "up", "up: 640x480", frames=1200, frames_dropped=7, corrupt_packets=3,
-    reconnects=2, fps=24.5, faces_detected=310, faces_scored=41, faces_dropped=5, tracks=9,
-    last_frame_age_s=0.04,
+    "lobby", "up", "up: 640x480", frames=1200, frames_dropped=7, frames_skipped=600,
+    corrupt_packets=3, reconnects=2, fps=24.5, faces_detected=310, faces_looked=80,
+    faces_scored=41, faces_dropped=5, tracks=9, last_frame_age_s=0.04,
 )  # fmt: skip
 GATE = StreamSnapshot(
     "gate", "reconnecting", "reconnecting (attempt 3): connection refused", frames=55,
@@ -84,6 +84,8 @@ def test_exposition_carries_every_stream_counter_and_gauge() -> None:
     fields = {
         "fqm_stream_frames_total": "frames",
         "fqm_stream_frames_dropped_total": "frames_dropped",
+        "fqm_stream_frames_skipped_total": "frames_skipped",
+        "fqm_stream_faces_looked_total": "faces_looked",
         "fqm_stream_corrupt_packets_total": "corrupt_packets",
         "fqm_stream_reconnects_total": "reconnects",
         "fqm_stream_faces_detected_total": "faces_detected",
@@ -254,8 +256,10 @@ def test_status_events_map_to_states_and_masked_reasons() -> None:
 
 
 def test_stream_snapshot_reads_progress_source_and_worker() -> None:
-    progress = StreamProgress(frames=90, faces_seen=30, faces_scored=4, faces_dropped=1, tracks=2)
-    stats = SourceStats(frames=90, dropped=6, reconnects=1, corrupt_packets=2)
+    progress = StreamProgress(
+        frames=90, faces_seen=30, faces_looked=9, faces_scored=4, faces_dropped=1, tracks=2
+    )
+    stats = SourceStats(frames=90, skipped=45, dropped=6, reconnects=1, corrupt_packets=2)
     clock = [100.0]
     rate = FrameRate(window_s=2.0, clock=lambda: clock[0])
     for _ in range(10):
@@ -263,22 +267,27 @@ def test_stream_snapshot_reads_progress_source_and_worker() -> None:
         rate.tick()
     clock[0] += 0.5
     up = StreamStatus.now("up", "up: 640x480")
-    snap = stream_snapshot("lobby", up, progress, stats, live=True, alive=True, rate=rate)
+    snap = stream_snapshot("lobby", progress, stats, live=True, alive=True, status=up, rate=rate)
     assert (snap.state, snap.worker, snap.frames, snap.frames_dropped) == ("up", "running", 90, 6)
+    assert (snap.frames_skipped, snap.faces_looked) == (45, 9)
     assert (snap.corrupt_packets, snap.reconnects, snap.faces_detected) == (2, 1, 30)
     assert (snap.faces_scored, snap.faces_dropped, snap.tracks) == (4, 1, 2)
     assert snap.fps == pytest.approx(10 / 2.0)
     assert snap.last_frame_age_s == pytest.approx(0.5)
 
     failed = replace(progress, done=True, error="gave up after 10 attempts: rtsp://a:pw@cam/")
-    snap = stream_snapshot("lobby", up, failed, stats, live=True, alive=False)
+    snap = stream_snapshot("lobby", failed, stats, live=True, alive=False, status=up)
     assert (snap.state, snap.worker) == ("down", "failed")
     assert "gave up" in snap.reason
     assert "pw@" not in snap.reason
     ended = replace(progress, done=True)
-    assert stream_snapshot("f", up, ended, stats, live=False, alive=False).worker == "ended"
-    vanished = stream_snapshot("f", up, progress, stats, live=False, alive=False)
+    assert stream_snapshot("f", ended, stats, live=False, alive=False).worker == "ended"
+    vanished = stream_snapshot("f", progress, stats, live=False, alive=False)
     assert vanished.worker == "crashed"
+    # without a StreamStatus, the worker's own status word is the state
+    for word, state in (("reconnecting", "reconnecting"), ("starting", "connecting")):
+        plain = stream_snapshot("f", replace(progress, status=word), stats, live=True, alive=True)
+        assert (plain.state, plain.reason) == (state, state)
 
 
 class ScoreByPixel:

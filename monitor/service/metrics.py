@@ -115,12 +115,18 @@ def _stream_families(snap: ServiceSnapshot) -> Iterator:
         "frames_dropped": counter(
             "fqm_stream_frames_dropped", "Frames dropped because the pipeline lagged (live)."
         ),
+        "frames_skipped": counter(
+            "fqm_stream_frames_skipped", "Pictures decoded but thinned out by the analysis rate."
+        ),
         "corrupt_packets": counter(
             "fqm_stream_corrupt_packets", "Packets the decoder rejected and skipped."
         ),
         "reconnects": counter("fqm_stream_reconnects", "Times the live source reconnected."),
         "faces_detected": counter(
             "fqm_stream_faces_detected", "Confirmed face observations (a face in a frame)."
+        ),
+        "faces_looked": counter(
+            "fqm_stream_faces_looked", "Faces given landmarks: ones the policy might score."
         ),
         "faces_scored": counter("fqm_stream_faces_scored", "Faces the quality engine scored."),
         "faces_dropped": counter(

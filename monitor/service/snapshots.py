@@ -129,8 +129,10 @@ class Heartbeat:
 class StreamSnapshot:
     """One stream now: its status, its worker, its counters since start.
 
+    ``frames_skipped`` counts pictures decoded but thinned out by the stream's analysis rate.
     ``faces_detected`` counts confirmed face observations (a face in each frame it is seen),
-    ``faces_scored`` those the engine scored, ``faces_dropped`` those the full engine queue
+    ``faces_looked`` those given landmarks (the policy might score them), ``faces_scored``
+    those the engine scored, ``faces_dropped`` those the full engine queue
     refused (live streams). ``tracks`` counts distinct confirmed tracks so far.
     """
 
@@ -141,10 +143,12 @@ class StreamSnapshot:
     worker: WorkerState = "running"
     frames: int = 0
     frames_dropped: int = 0
+    frames_skipped: int = 0
     corrupt_packets: int = 0
     reconnects: int = 0
     fps: float = 0.0
     faces_detected: int = 0
+    faces_looked: int = 0
     faces_scored: int = 0
     faces_dropped: int = 0
     tracks: int = 0
@@ -234,6 +238,7 @@ class ServiceSnapshot:
 
 
 class _Progress(Protocol):  # monitor.service.stream.StreamProgress
+    status: str
     frames: int
     faces_seen: int
     faces_scored: int
@@ -245,24 +250,28 @@ class _Progress(Protocol):  # monitor.service.stream.StreamProgress
 
 def stream_snapshot(
     stream_id: str,
-    status: StreamStatus,
     progress: _Progress,
     source: SourceStats,
     *,
     live: bool,
     alive: bool,
+    status: StreamStatus | None = None,
     rate: FrameRate | None = None,
 ) -> StreamSnapshot:
     """Read one stream's worker (its ``StreamProgress``, thread liveness) and source stats.
 
     Args:
-        status: the stream's last :class:`StreamStatus`.
         progress: the worker's ``StreamProgress`` (plain ints; racy reads are fine).
         source: the source's ``stats``.
         live: a live stream (files have no reconnects and end by themselves).
         alive: the worker thread ``is_alive()``.
+        status: the stream's last :class:`StreamStatus`, with its reason in words; without
+            it, the state is ``progress.status`` and the reason just names it.
         rate: the worker's :class:`FrameRate`, if it keeps one.
     """
+    if status is None:
+        state = progress.status if progress.status in STREAM_STATES else "connecting"
+        status = StreamStatus(state, state)  # type: ignore[arg-type]
     if alive:
         worker: WorkerState = "running"
     elif progress.error:
@@ -282,10 +291,12 @@ def stream_snapshot(
         worker=worker,
         frames=progress.frames,
         frames_dropped=source.dropped,
+        frames_skipped=source.skipped,
         corrupt_packets=source.corrupt_packets,
         reconnects=source.reconnects,
         fps=0.0 if rate is None else rate.fps(),
         faces_detected=progress.faces_seen,
+        faces_looked=getattr(progress, "faces_looked", 0),
         faces_scored=progress.faces_scored,
         faces_dropped=progress.faces_dropped,
         tracks=progress.tracks,
