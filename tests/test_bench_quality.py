@@ -116,7 +116,7 @@ def test_bench_quality_backend_json_reports_speed_latency_and_memory(
 ) -> None:
     proc = _bench_quality(
         "--backend", backend, "--precision", precision, "--faces", "1", "--naive-faces", "0",
-        "--batch", "1", "--batch", "2", "--mode", "fixed5", "--json",
+        "--batch", "1", "--batch", "2", "--mode", "fixed5", "--threads", "1", "--json",
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr
     report = json.loads(proc.stdout)
@@ -130,6 +130,10 @@ def test_bench_quality_backend_json_reports_speed_latency_and_memory(
         "precision": precision,
     }
     assert report["variant"] == "dslfiqa-tiny"
+    assert report["threads"] == 1  # torch's
+    assert report["torch_options"]["threads"] == 1  # ONNX Runtime's intra_op_threads
+    assert report["torch_options"]["batches"] == [1, 2]
+    assert report["cuda_graph_sizes"] == []
     assert report["gflop_per_crop"] > 0
     assert "FlopCounterMode" in report["gflop_source"]
     assert report["gpu"] is None

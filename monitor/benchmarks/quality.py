@@ -349,7 +349,8 @@ def _ort_providers(device: str) -> tuple[str, ...]:
 
 @dataclass(frozen=True)
 class TorchOptions:
-    """torch CUDA settings for ``fqm bench quality`` (refused on a CPU, with the reason).
+    """Engine settings for ``fqm bench quality``: torch on CUDA (refused on a CPU, with
+    the reason), and ``threads`` for ONNX Runtime.
 
     ``batches`` sizes the engine: ``max_batch`` is the largest timed batch (so a forward
     of ``--batch`` crops is one forward), and with ``cuda_graphs`` exactly those sizes are
@@ -361,6 +362,8 @@ class TorchOptions:
     cuda_graphs: bool = False
     pinned_memory: bool = True
     batches: tuple[int, ...] = ()
+    #: ONNX Runtime's intra_op_threads (torch's threads are the process's); None = its own.
+    threads: int | None = None
 
     @property
     def max_batch(self) -> int:
@@ -425,7 +428,9 @@ def _open_named(
         )
     from engines.backends import BACKENDS, BackendUnavailableError
 
-    config_ort = OnnxRuntimeConfig(providers=_ort_providers(device))
+    config_ort = OnnxRuntimeConfig(
+        providers=_ort_providers(device), intra_op_threads=options.threads
+    )
     reason = BACKENDS["onnxruntime"].probe(config_ort)
     if reason:  # before a (long) export
         raise BackendUnavailableError(f"onnxruntime: {reason}")

@@ -256,6 +256,13 @@ def faces_cli(
     show_default=True,
     help="torch on CUDA: page-locked staging buffers for host transfers.",
 )
+@click.option(
+    "--threads",
+    type=click.IntRange(min=1),
+    default=None,
+    help="CPU threads: torch intra-op, and ONNX Runtime's intra_op_threads (default: "
+    "each library's own, the core count).",
+)
 @click.option("--faces", type=click.IntRange(min=1), default=4, show_default=True)
 @click.option(
     "--naive-faces",
@@ -283,6 +290,7 @@ def quality_cli(
     cuda_graphs: bool,
     compile_: bool,
     pinned_memory: bool,
+    threads: int | None,
     faces: int,
     naive_faces: int,
     variant: str,
@@ -316,7 +324,10 @@ def quality_cli(
     batches = batches or (1,)
     log = (lambda m: click.echo(m, err=True)) if as_json else click.echo
     model, weights_label = load_bench_model(weights, device, variant)
+    if threads is not None:
+        torch.set_num_threads(threads)  # this command owns its process
     options = TorchOptions(
+        threads=threads,
         channels_last=channels_last,
         compile=compile_,
         cuda_graphs=cuda_graphs,
