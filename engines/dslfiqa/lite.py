@@ -382,17 +382,16 @@ def load_lite(folder: str | Path | None = None, device: str = "cpu") -> DslFiqaL
         if not path.is_file():
             raise FileNotFoundError(f"{path}: missing; a lite weights folder holds DE.pt, IQA.pt")
         state = torch.load(path, map_location="cpu", weights_only=True)
-        missing, unexpected = net.load_state_dict(state, strict=False)
-        bad = [
-            k
-            for k in state
-            if k in net.state_dict() and state[k].shape != net.state_dict()[k].shape
-        ]
+        want = net.state_dict()
+        missing = sorted(set(want) - set(state))
+        unexpected = sorted(set(state) - set(want))
+        bad = sorted(k for k in set(want) & set(state) if state[k].shape != want[k].shape)
         if missing or unexpected or bad:
             raise LiteConfigError(
                 f"{path} does not fit its model_config.json: missing {missing[:3]}, "
                 f"unexpected {unexpected[:3]}, other shapes {bad[:3]}"
             )
+        net.load_state_dict(state)
     return model.to(device).eval()
 
 
