@@ -20,28 +20,27 @@ def rss_mb(pid: int | str = "self") -> float | None:
 
 
 class RssSampler(threading.Thread):
-    """Samples ``pid``'s RSS every ``interval_s`` into ``samples`` as (monotonic s, MiB).
-
-    ``mark()`` notes the time of a phase change (say, the end of warm-up) for the caller.
-    """
+    """Samples ``pid``'s RSS every ``interval_s`` into ``samples`` as (monotonic s, MiB),
+    until ``stop()`` or the process is gone."""
 
     def __init__(self, pid: int, interval_s: float = 1.0) -> None:
         super().__init__(name=f"rss-{pid}", daemon=True)
         self.pid = pid
         self.interval_s = interval_s
         self.samples: list[tuple[float, float]] = []
-        self._stop = threading.Event()
+        self._halt = threading.Event()
 
     def run(self) -> None:
-        while not self._stop.is_set():
+        while not self._halt.is_set():
             value = rss_mb(self.pid)
             if value is None:
                 return
             self.samples.append((time.monotonic(), value))
-            self._stop.wait(self.interval_s)
+            self._halt.wait(self.interval_s)
 
     def stop(self) -> list[tuple[float, float]]:
-        self._stop.set()
+        """Stop sampling; returns the samples."""
+        self._halt.set()
         self.join(5)
         return self.samples
 
