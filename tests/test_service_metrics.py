@@ -200,7 +200,7 @@ def test_events_are_counted_and_observations_feed_the_score_histogram() -> None:
     assert value(samples, "fqm_face_quality_score_count", stream="lobby") == 2
     assert value(samples, "fqm_face_quality_score_sum", stream="lobby") == pytest.approx(1.1)
     assert value(samples, "fqm_face_quality_score_bucket", stream="gate", le="0.55") == 1
-    metrics.forget_stream("lobby")
+    metrics.stream_removed("lobby")
     left = {
         labels for name, labels in scrape(metrics) if name.startswith(("fqm_events", "fqm_face"))
     }

@@ -211,3 +211,64 @@ def test_sighup_reloads_only_what_changed_and_a_bad_file_changes_nothing(
     lobby_status = [e for e in events if e.stream_id == "lobby" and e.kind == "stream_status"]
     assert [e.state for e in lobby_status] == ["up", "down"]  # never restarted by the reloads
     assert lobby_status[-1].reason == "stopped"
+
+
+def test_metrics_and_health_are_served_while_it_runs(clip: Path, tmp_path: Path) -> None:
+    import re
+    import urllib.error
+    import urllib.request
+
+    from prometheus_client.parser import text_string_to_metric_families
+
+    environ = {k: v for k, v in os.environ.items() if k != "FQM_KAFKA_BOOTSTRAP"}
+    long_source = asset_path("franck.mp4")
+    proc = subprocess.Popen(
+        [
+            FQM,
+            "run",
+            str(long_source),
+            *TINY,
+            "--out",
+            str(tmp_path / "out"),
+            "--metrics-port",
+            "0",
+        ],
+        stderr=subprocess.PIPE,
+        text=True,
+        env=environ,
+    )
+    lines: list[str] = []
+    try:
+        assert proc.stderr is not None
+        reader = _collect(proc.stderr, lines)
+        _wait_for(lambda: any("metrics and health on" in x for x in lines), "the server")
+        url = re.search(r"(http://\S+) \(", "".join(lines)).group(1)
+
+        def get(path: str) -> tuple[int, str]:
+            try:
+                with urllib.request.urlopen(url + path, timeout=10) as r:
+                    return r.status, r.read().decode()
+            except urllib.error.HTTPError as e:
+                return e.code, e.read().decode()
+
+        def frames_read() -> float:
+            text = get("/metrics")[1]
+            for family in text_string_to_metric_families(text):
+                for sample in family.samples:
+                    if sample.name == "fqm_stream_frames_total":
+                        return sample.value
+            return 0.0
+
+        _wait_for(lambda: frames_read() > 10, "frames counted in /metrics")
+        status, body = get("/healthz")
+        assert status == 200, body
+        status, body = get("/readyz")
+        assert status == 200, body  # the file is up, the JSONL sink delivers
+        assert json.loads(body)["status"] == "ready"
+        assert 'fqm_stage_seconds_bucket{le="0.005",stage="faces"}' in get("/metrics")[1]
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=120) == 0, "".join(lines)
+        reader.join(10)
+    finally:
+        if proc.poll() is None:
+            proc.kill()

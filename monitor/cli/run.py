@@ -82,6 +82,21 @@ RANDOM_WARNING = (
     "decoding (default: every frame).",
 )
 @click.option(
+    "--metrics-port",
+    type=click.IntRange(0, 65535),
+    envvar="FQM_METRICS_PORT",
+    default=None,
+    help="Serve /metrics, /healthz and /readyz on this port (0: any free port; default: "
+    "off, or the --config file's metrics section). [env: FQM_METRICS_PORT]",
+)
+@click.option(
+    "--metrics-host",
+    default=None,
+    envvar="FQM_METRICS_HOST",
+    help="Address the metrics server listens on [default: 127.0.0.1; 0.0.0.0 in a "
+    "container]. [env: FQM_METRICS_HOST]",
+)
+@click.option(
     "--shutdown-deadline",
     type=click.FloatRange(0),
     default=30.0,
@@ -101,6 +116,8 @@ def run_cli(
     topic_replication: int,
     max_frames: int | None,
     analyse_fps: float | None,
+    metrics_port: int | None,
+    metrics_host: str | None,
     shutdown_deadline: float,
 ) -> None:
     """Monitor face quality on SOURCE... (files, rtsp:// or http(s):// URLs, /dev/videoN)
@@ -117,6 +134,7 @@ def run_cli(
         raise click.UsageError("give SOURCE... or --config FILE")
     config, fleet, deadline = build_config(ctx, sources, config_file)
     service = Service(config)
+    server = start_observability(service, fleet, metrics_port, metrics_host)
     flags = {"stop": False, "reload": False}
 
     def on_stop(_signum, _frame) -> None:
@@ -143,6 +161,7 @@ def run_cli(
                 flags["reload"] = False
                 fleet = reload_fleet(service, config_file, fleet)
             service.supervise()
+            service.beat()
             display.update()
         display.close()
         if flags["stop"]:
@@ -151,6 +170,8 @@ def run_cli(
     finally:
         if display is not None:
             display.close()
+        if server is not None:
+            server.close()
         for s, h in old.items():
             signal.signal(s, h)
     print_summary(summary)
@@ -210,6 +231,25 @@ def build_config(ctx: click.Context, sources: tuple[str, ...], config_file: Path
         **settings,
     )
     return config, fleet, deadline
+
+
+def start_observability(service, fleet, port: int | None, host: str | None):
+    """The /metrics, /healthz and /readyz server when asked for (the option, else the fleet
+    file's ``metrics`` section); ``None`` otherwise. The service reports to its metrics."""
+    if port is None and fleet is not None and fleet.metrics.enabled:
+        port = fleet.metrics.port
+        host = host or fleet.metrics.host
+    if port is None:
+        return None
+    from monitor.service.endpoints import ObservabilityServer
+    from monitor.service.metrics import ServiceMetrics
+
+    metrics = ServiceMetrics(service.snapshot)
+    service.observer = metrics
+    server = ObservabilityServer(metrics, service.snapshot, host=host or "127.0.0.1", port=port)
+    server.start()
+    click.echo(f"metrics and health on {server.url} (/metrics, /healthz, /readyz)", err=True)
+    return server
 
 
 def reload_fleet(service, config_file: Path | None, fleet):

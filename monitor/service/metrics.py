@@ -312,7 +312,7 @@ class ServiceMetrics:
         if math.isfinite(score):
             self._score.labels(stream_id).observe(score)
 
-    def forget_stream(self, stream_id: str) -> None:
+    def stream_removed(self, stream_id: str) -> None:
         """Drop a removed stream's pushed series (a SIGHUP reload that removed a camera)."""
         for kind in list(self._kinds):
             _remove(self._events, stream_id, kind)

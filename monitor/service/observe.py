@@ -17,6 +17,9 @@ class ServiceObserver(Protocol):
     def event(self, event: Event) -> None:
         """``event`` was handed to the sink."""
 
+    def stream_removed(self, stream_id: str) -> None:
+        """The stream was removed (a reload): forget what is kept per stream."""
+
 
 class NullObserver:
     """Listens to nothing."""
@@ -25,6 +28,9 @@ class NullObserver:
         pass
 
     def event(self, event: Event) -> None:
+        pass
+
+    def stream_removed(self, stream_id: str) -> None:
         pass
 
 
@@ -41,6 +47,10 @@ class Observers:
     def event(self, event: Event) -> None:
         for o in self.observers:
             o.event(event)
+
+    def stream_removed(self, stream_id: str) -> None:
+        for o in self.observers:
+            o.stream_removed(stream_id)
 
 
 NULL_OBSERVER = NullObserver()

@@ -25,6 +25,7 @@ from monitor.service.emit import EventEmitter, ModelLabel
 from monitor.service.observe import NULL_OBSERVER, ServiceObserver
 from monitor.service.scoring import StreamScorer
 from monitor.service.sink import LockedSink
+from monitor.service.snapshots import Heartbeat, ServiceSnapshot
 from monitor.service.stream import StreamProgress, StreamWorker
 from monitor.tracks import ScoringBudget
 from pipelines.urls import default_stream_id, mask_url, source_kind
@@ -205,6 +206,7 @@ class Service:
         self._producer = config.producer or default_producer()
         self._started = time.monotonic()
         self._stopping = False
+        self.heartbeat = Heartbeat()
 
     def start(self) -> None:
         """Checks every stream's location, loads the model, opens the sink, starts the
@@ -279,6 +281,7 @@ class Service:
         worker.request_stop()
         worker.join(deadline_s)
         self.finished.append(worker)
+        self.observer.stream_removed(stream_id)
         return not worker.is_alive()
 
     def plans(self) -> dict[str, StreamPlan]:
@@ -325,6 +328,34 @@ class Service:
     def running(self) -> bool:
         """Whether any stream runs or waits to restart."""
         return bool(self._pending_restarts) or any(w.is_alive() for w in self.workers.values())
+
+    def beat(self) -> None:
+        """The service loop is alive (``/healthz`` reads its age)."""
+        self.heartbeat.beat()
+
+    def snapshot(self) -> ServiceSnapshot:
+        """Everything metrics and health read, now (called from the HTTP server's thread)."""
+        from monitor.service.snapshots import engine_snapshot, sink_snapshot, stream_snapshot
+
+        streams = tuple(
+            stream_snapshot(
+                sid,
+                w.progress,
+                w.source.stats,
+                live=w.live,
+                alive=w.is_alive(),
+                status=w.status,
+                rate=w.rate,
+            )
+            for sid, w in list(self.workers.items())
+        )
+        return ServiceSnapshot(
+            streams=streams,
+            engine=None if self.batcher is None else engine_snapshot(self.batcher),
+            sink=None if self.sink is None else sink_snapshot(self.sink),
+            heartbeat_age_s=self.heartbeat.age_s(),
+            stopping=self._stopping,
+        )
 
     def progress(self) -> list[tuple[str, StreamProgress]]:
         return [(sid, w.progress) for sid, w in self.workers.items()]

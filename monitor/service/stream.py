@@ -11,6 +11,7 @@ face stage, tracker and scorer never see them, as Frigate's ``detect.fps`` does.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import time
@@ -21,6 +22,7 @@ from monitor.faces import TrackState
 from monitor.service.emit import EventEmitter
 from monitor.service.observe import NULL_OBSERVER, ServiceObserver
 from monitor.service.scoring import StreamScorer
+from monitor.service.snapshots import FrameRate, StreamStatus
 from pipelines.source import Source
 from pipelines.supervisor import SupervisedSource
 from pipelines.urls import mask_url
@@ -85,6 +87,8 @@ class StreamWorker(threading.Thread):
         self.started_at: float | None = None
         self.stop = threading.Event()
         self.progress = StreamProgress()
+        self.status = StreamStatus.now("connecting", "starting")
+        self.rate = FrameRate()
         self._tracks: set[int] = set()
         if isinstance(source, SupervisedSource):
             source.on_event = self._on_status
@@ -104,6 +108,8 @@ class StreamWorker(threading.Thread):
         return {"frames": s.frames, "dropped": s.dropped, "corrupt": s.corrupt_packets}
 
     def _on_status(self, event) -> None:
+        with contextlib.suppress(TypeError):  # not a state change
+            self.status = StreamStatus.from_event(event)
         state = self.emitter.source_status(event, **self._counts())
         if state is not None:
             self.progress.status = state
@@ -124,6 +130,7 @@ class StreamWorker(threading.Thread):
             started = self.started_at = time.monotonic()
             if not self.live:
                 p.status = "up"
+                self.status = StreamStatus.now("up", f"reading {self.location}")
                 self.emitter.status("up", f"reading {self.location}", **self._counts())
             frames = iter(self.source)
             while self.max_frames is None or p.frames < self.max_frames:
@@ -132,6 +139,7 @@ class StreamWorker(threading.Thread):
                 if frame is None or self.stop.is_set():
                     break
                 p.frames += 1
+                self.rate.tick()
                 pts = p.position_s = frame.pts
                 now = self._clock(frame)
                 t1 = time.perf_counter()
@@ -162,11 +170,13 @@ class StreamWorker(threading.Thread):
                 reason = f"max frames ({self.max_frames}) read"
             self._finish(stage, pts)
             p.status = "down"
+            self.status = StreamStatus.now("down", reason)
             self.emitter.status("down", reason, fps=round(fps, 3), **self._counts())
         except Exception as exc:  # one failing stream must not take the others down
             log.error("%s: %s", self.stream_id, exc, exc_info=log.isEnabledFor(logging.DEBUG))
             p.error = mask_url(str(exc))
             p.status = "down"
+            self.status = StreamStatus.now("down", p.error)
             try:
                 if stage is not None:
                     self._finish(stage, pts)
