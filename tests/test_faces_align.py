@@ -145,8 +145,9 @@ def test_level_eyes_on_real_video_frames_and_the_official_tilt(models) -> None:
 
 
 def test_a_face_at_the_border_of_a_small_frame_is_padded_not_stretched(models) -> None:
-    """A face at the top of a 200x120 frame: its enlarged box runs past the top edge. The default rule pads (black where the frame ends) and keeps the proportions;
-    clipping (the official rule) squeezes the box and stretches the face."""
+    """A face at the top of a 200x120 frame: its enlarged box runs past the top edge. The
+    default rule pads (black where the frame ends) and keeps the proportions; clipping (the
+    official rule) squeezes the box and stretches the face."""
     face = _read("grace_hopper_512x512.jpg")
     small = av.VideoFrame.from_ndarray(face, format="rgb24").reformat(110, 110).to_ndarray()
     frame = np.full((120, 200, 3), 128, np.uint8)
@@ -154,12 +155,12 @@ def test_a_face_at_the_border_of_a_small_frame_is_padded_not_stretched(models) -
     faces, marks = _face(models, frame)
     assert len(faces) == 1
     assert marks.found[0]
-    x1, y1, x2, y2 = faces.xyxy[0]
+    _, y1, _, y2 = faces.xyxy[0]
     assert y1 - 0.8 * (y2 - y1) < 0  # the enlarged box runs past the top edge
     ref = _chin_over_eyes(marks.ibug68[0])
     padded = align_face(frame, faces.xyxy[0], marks.ibug68[0])
     assert _chin_over_eyes(padded.landmarks) == pytest.approx(ref, rel=1e-3)
-    # Aligned pixels that map outside the frame are black; those inside are the frame's.
+    # Aligned pixels that map outside the frame are black (padding).
     outside = crop_to_image(np.array([[5.0, 5.0]]), padded.matrix)[0]
     assert (outside < 0).any()
     assert padded.image[5, 5].max() == 0
