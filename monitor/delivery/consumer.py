@@ -21,7 +21,7 @@ import logging
 import os
 import time
 from collections import Counter, OrderedDict
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import BinaryIO, Protocol
@@ -378,6 +378,8 @@ class EventConsumer:
         self._crop_bytes = 0
         self._counts: Counter[str] = Counter()
         self._invalid: Counter[str] = Counter()
+        #: ``time.monotonic()`` when the last record was read (None before the first).
+        self.last_record_at: float | None = None
 
     @classmethod
     def from_kafka(
@@ -399,24 +401,44 @@ class EventConsumer:
         return cls(JsonlSource(root, topics, follow), **kwargs)
 
     def events(
-        self, max_events: int | None = None, timeout_s: float | None = None
+        self,
+        max_events: int | None = None,
+        timeout_s: float | None = None,
+        until: Callable[[], bool] | None = None,
     ) -> Iterator[Event]:
         """Yield new events (duplicates dropped) until ``max_events`` were yielded,
-        ``timeout_s`` seconds passed, or the source is exhausted.
+        ``timeout_s`` seconds passed, the source is exhausted, or ``until()`` is true.
 
         :attr:`best` is updated before each event is yielded.
+        """
+        for _, event in self.records(max_events, timeout_s, until):
+            if event is not None:
+                yield event
+
+    def records(
+        self,
+        max_events: int | None = None,
+        timeout_s: float | None = None,
+        until: Callable[[], bool] | None = None,
+    ) -> Iterator[tuple[Message, Event | None]]:
+        """Every record read, with the new event it holds (None for a crop, a duplicate or a
+        record that is not an event): what :meth:`events` filters, for callers that need
+        the record itself (``fqm consume --to-dir`` writes its exact value).
+
+        Stops as :meth:`events` does. ``until`` is called at least every half second, also
+        while nothing arrives (with :attr:`last_record_at` it makes an idle-time rule).
         """
         deadline = None if timeout_s is None else time.monotonic() + timeout_s
         yielded = 0
         while max_events is None or yielded < max_events:
             remaining = 0.5 if deadline is None else min(0.5, deadline - time.monotonic())
-            if remaining <= 0 or self.source.exhausted:
+            if remaining <= 0 or self.source.exhausted or (until is not None and until()):
                 return
             for message in self.source.poll(remaining):
                 event = self.handle(message)
+                yield message, event
                 if event is not None:
                     yielded += 1
-                    yield event
                     if max_events is not None and yielded >= max_events:
                         return
 
@@ -424,6 +446,7 @@ class EventConsumer:
         """Apply one record: the new event it holds, or None (a crop, a duplicate, a record
         that is not an event)."""
         self._counts["records"] += 1
+        self.last_record_at = time.monotonic()
         if _is_crop(message):
             try:
                 self._keep_crop(parse_crop(message))
