@@ -32,9 +32,12 @@ COPY monitor ./monitor
 COPY engines ./engines
 COPY pipelines ./pipelines
 # Model files are fetched at build time and checksummed; the service never downloads at run time.
-RUN uv pip install --no-cache --no-deps . && fqm assets fetch --kind model
+RUN uv pip install --no-cache --no-deps . && fqm assets fetch --kind model \
+ && mkdir -p /var/lib/fqm/media && fqm assets fetch franck.mp4 \
+ && cp "$(fqm assets path franck.mp4)" /var/lib/fqm/media/
 
-RUN mkdir -p /var/lib/fqm/spool /var/lib/fqm/output
-VOLUME ["/var/lib/fqm/spool", "/var/lib/fqm/output"]
+RUN mkdir -p /var/lib/fqm/output/spool
+VOLUME ["/var/lib/fqm/output"]
+EXPOSE 9108
 ENTRYPOINT ["fqm"]
 CMD ["doctor"]

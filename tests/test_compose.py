@@ -11,6 +11,7 @@ import pytest
 import yaml
 
 from monitor.cli import cli
+from monitor.config import load_fleet
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -53,20 +54,31 @@ def test_kafka_is_single_node_kraft(compose: dict) -> None:
 def test_fqm_service_shape(compose: dict) -> None:
     svc = compose["services"]["fqm"]
     mounts = {v.split(":")[1] for v in svc["volumes"]}
-    assert {"/var/lib/fqm/spool", "/var/lib/fqm/output"} <= mounts
+    assert {"/var/lib/fqm/output/spool", "/var/lib/fqm/output", "/etc/fqm/cameras.yaml"} <= mounts
     for volume in (v.split(":")[0] for v in svc["volumes"]):
-        assert volume in compose["volumes"], f"named volume {volume} is not declared"
+        if volume.startswith("./"):  # a file of the repository, mounted
+            assert (ROOT / volume).is_file(), f"{volume} is mounted but not in the repository"
+        else:
+            assert volume in compose["volumes"], f"named volume {volume} is not declared"
     assert svc["depends_on"]["kafka"]["condition"] == "service_healthy"
 
 
 @pytest.mark.parametrize("service", ["fqm", "fqm-gpu"])
-def test_commands_match_the_cli(compose: dict, service: str) -> None:
+def test_commands_match_the_cli_and_the_health_check_asks_healthz(
+    compose: dict, service: str
+) -> None:
     svc = compose["services"][service]
     parse_with_cli(svc["command"])
+    config_path = svc["command"][svc["command"].index("--config") + 1]
+    mounted = {v.split(":")[1]: v.split(":")[0] for v in svc["volumes"]}
+    fleet = load_fleet(ROOT / mounted[config_path], env={})  # valid with no variables set
     check = svc["healthcheck"]["test"]
     assert check[0] == "CMD"
-    assert check[1] == "fqm"
-    parse_with_cli(check[2:])
+    url = f"http://127.0.0.1:{fleet.metrics.port}/healthz"
+    assert url in " ".join(check), (url, check)
+    published = [p.split(":")[-1] for p in svc["ports"]]
+    assert str(fleet.metrics.port) in published
+    assert fleet.metrics.host == "0.0.0.0"  # reachable from outside the container
 
 
 def test_unknown_command_is_rejected() -> None:
