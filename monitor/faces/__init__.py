@@ -3,9 +3,11 @@
 Flow for one stream: ``FaceDetector.detect`` (``FaceDetections``; its full-range model is
 ``FullRangeDetector``) → ``FaceTracker.update`` (``TrackedFaces`` + ``TrackEvent``) →
 ``FaceLandmarker.landmarks`` (``FaceLandmarks``, with ``.ibug68`` for DSL-FIQA) →
-``align_face`` (``AlignedFace``, 512x512 + 68 points) and ``quality_signals``. ``FaceStage``
+``align_face`` (``AlignedFace``, 512x512 + 68 points; eye centres level, box padded, or the
+official script's rule with ``rule="official"``) and ``quality_signals``. ``FaceStage``
 wires detection, tracking and landmarks together for ``Frame`` objects, ending tracks at shot
-cuts.
+cuts. The detector and the mesh see dark pictures brightened (``exposure``); the aligned face
+is always cut from the frame as it is.
 Everything that flows between these steps is an immutable dataclass of read-only arrays.
 """
 
