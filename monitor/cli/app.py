@@ -6,6 +6,7 @@ library's own exceptions and never print tracebacks themselves.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 
 import click
@@ -24,6 +25,15 @@ from monitor.cli.score import eval_cli, score_cli
 from monitor.cli.train import train_cli
 
 
+def _silence_stdout() -> None:
+    """Point stdout at /dev/null so the interpreter's final flush raises nothing more."""
+    import os
+    import sys
+
+    with contextlib.suppress(OSError):
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+
+
 class FqmGroup(click.Group):
     """A group whose subcommands' expected failures print one masked line, not a traceback."""
 
@@ -32,6 +42,9 @@ class FqmGroup(click.Group):
             return super().invoke(ctx)
         except (click.exceptions.Exit, click.exceptions.Abort):
             raise
+        except BrokenPipeError:  # the reader went away (`fqm ... | head`): stop quietly
+            _silence_stdout()
+            raise click.exceptions.Exit(141) from None  # 128 + SIGPIPE, as a shell reports
         except Exception as exc:
             if ctx.params.get("debug"):
                 raise
