@@ -168,3 +168,14 @@ def test_shipped_model_ranks_a_held_out_face_above_its_degradations() -> None:
         bad = degrade(img256, lm256, family, 1.0, seed=0)
         bad512, _ = resize_face(bad, lm256, 512)
         assert model.score_face(bad512, face.landmarks) < clean, family
+
+
+def test_train_lite_command_is_registered() -> None:
+    from click.testing import CliRunner
+
+    from monitor.cli.app import cli
+
+    result = CliRunner().invoke(cli, ["train", "lite", "--help"])
+    assert result.exit_code == 0, result.output
+    for option in ("--out", "--work", "--minutes", "--per-face", "--seed", "--threads"):
+        assert option in result.output

@@ -397,6 +397,7 @@ def lite_cmd(
     history = train_lite(data, out, config, log=log)
     metrics = evaluate_lite(load_lite(out), data, "test")
     (out / "test_metrics.json").write_text(json.dumps(metrics, indent=1) + "\n")
+    (out / "calibration.json").write_text((data / "calibration.json").read_text())
     click.echo(
         json.dumps(
             {
