@@ -40,6 +40,10 @@ def clip(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return cut(asset_path("franck.mp4"), tmp_path_factory.mktemp("clip") / "franck.mp4", 72)
 
 
+def report_cores() -> int:
+    return os.cpu_count() or 1
+
+
 def check_run(run: dict, streams: int) -> None:
     assert run["streams"] == streams
     assert len(run["per_stream"]) == streams
@@ -58,6 +62,9 @@ def check_run(run: dict, streams: int) -> None:
     assert run["process_cpu_s"] > 0
     assert run["cpu_share"] > 0
     assert run["peak_rss_mb"] > 50
+    assert run["video_s"] == pytest.approx(sum(s["video_s"] for s in run["per_stream"]))
+    assert run["cores_per_stream"] == pytest.approx(run["process_cpu_s"] / run["video_s"])
+    assert run["streams_estimate"] * run["cores_per_stream"] == pytest.approx(report_cores())
     assert 0 <= run["latency_p50_ms"] <= run["latency_p99_ms"]
     for s in run["per_stream"]:
         assert s["error"] == ""

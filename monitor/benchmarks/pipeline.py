@@ -17,6 +17,10 @@ through a :class:`~monitor.service.observe.ServiceObserver`:
   stream's wall time (the rest, ``other``, is mostly waiting), and over all streams in
   cores (stage seconds / run wall seconds); the engine's inference seconds (the shared
   batcher's records) and the process's CPU time (``os.times``, every thread) likewise;
+* **cores per stream**: the process's CPU seconds per second of video per stream, and the
+  streams this CPU would hold at that cost with every core to itself (cores / that): an
+  upper bound that stays readable on a shared host, where wall times and real-time
+  factors fall with other load;
 * **peak memory**: the process's peak RSS during the run (``VmHWM``, reset before each run
   where the kernel allows it, else ``ru_maxrss``: the process's peak so far).
 
@@ -282,9 +286,13 @@ class RunResult:
     engine_mean_batch: float | None
     engine_inference_s: float
     engine_cores: float
+    engine_faces_per_s: float | None
     process_cpu_s: float
     process_cores: float
     cpu_share: float
+    video_s: float
+    cores_per_stream: float
+    streams_estimate: float
     peak_rss_mb: float
     peak_rss_how: str
     clean: bool
@@ -447,6 +455,8 @@ def run_streams(
     lat = [x for t in observer.streams.values() for x in t.latencies]
     stage_cores = {k: sum(s.stage_s.get(k, 0.0) for s in per) / wall for k in STAGES}
     cores = os.cpu_count() or 1
+    video = sum(s.video_s for s in per)
+    per_stream = cpu / video if video > 0 else 0.0  # CPU seconds per second of video
     result = RunResult(
         streams=streams,
         wall_s=wall,
@@ -462,9 +472,13 @@ def run_streams(
         engine_mean_batch=float(np.mean([r.size for r in records])) if records else None,
         engine_inference_s=inference,
         engine_cores=inference / wall,
+        engine_faces_per_s=sum(r.size for r in records) / inference if inference > 0 else None,
         process_cpu_s=cpu,
         process_cores=cpu / wall,
         cpu_share=cpu / wall / cores,
+        video_s=video,
+        cores_per_stream=per_stream,
+        streams_estimate=cores / per_stream if per_stream > 0 else 0.0,
         peak_rss_mb=peak,
         peak_rss_how=how,
         clean=summary.clean,
@@ -576,7 +590,8 @@ def format_report(r: PipelineBenchReport) -> str:
         f"{r.cores} cores ({r.cpu}), torch {r.torch}",
         "",
         f"{'streams':>7} {'held':>4} {'min RTF':>7} {'wall s':>7} {'faces/s':>8} "
-        f"{'p50 ms':>7} {'p99 ms':>7} {'engine':>6} {'CPU':>5} {'peak MB':>7}",
+        f"{'p50 ms':>7} {'p99 ms':>7} {'engine':>6} {'CPU':>5} {'core/str':>8} "
+        f"{'est. str':>8} {'peak MB':>7}",
     ]
     for run in r.runs:
         lines.append(
@@ -584,7 +599,8 @@ def format_report(r: PipelineBenchReport) -> str:
             f"{run.min_realtime_factor:>7.2f} {run.wall_s:>7.1f} "
             f"{run.faces_scored_per_s:>8.2f} {_ms(run.latency_p50_ms):>7} "
             f"{_ms(run.latency_p99_ms):>7} {run.engine_cores:>6.2f} "
-            f"{100 * run.cpu_share:>4.0f}% {run.peak_rss_mb:>7.0f}"
+            f"{100 * run.cpu_share:>4.0f}% {run.cores_per_stream:>8.2f} "
+            f"{run.streams_estimate:>8.1f} {run.peak_rss_mb:>7.0f}"
         )
     lines += [
         "",
@@ -603,15 +619,24 @@ def format_report(r: PipelineBenchReport) -> str:
     lines += [
         "",
         "cores busy per stage (stage seconds / wall seconds, all streams):",
-        f"{'streams':>7} " + " ".join(f"{k:>6}" for k in STAGES) + f" {'engine':>6} {'proc':>6}",
+        f"{'streams':>7} "
+        + " ".join(f"{k:>6}" for k in STAGES)
+        + f" {'engine':>6} {'proc':>6}  engine alone: faces/s",
     ]
     for run in r.runs:
         lines.append(
             f"{run.streams:>7} "
             + " ".join(f"{run.stage_cores[k]:>6.2f}" for k in STAGES)
-            + f" {run.engine_cores:>6.2f} {run.process_cores:>6.2f}"
+            + f" {run.engine_cores:>6.2f} {run.process_cores:>6.2f}  "
+            + ("n/a" if run.engine_faces_per_s is None else f"{run.engine_faces_per_s:.2f}")
         )
     lines.append("")
+    lines.append(
+        "core/str: process CPU seconds per second of video per stream; est. str: "
+        f"{r.cores} cores / core/str, the streams this CPU would hold if the pipeline had "
+        "every core to itself (an upper bound: other load, the GIL and the engine's single "
+        "thread are ignored)"
+    )
     lines.append(
         f"holds {r.max_held} stream(s) in real time (every stream's RTF >= {REALTIME:g})"
         if r.max_held
