@@ -295,11 +295,14 @@ def test_sigterm_loses_nothing(kafka_run: KafkaRun) -> None:
     crop_ids: Counter[str] = Counter()
     per_stream: dict[str, Counter[str]] = {}
     last_status: dict[str, StreamStatusEvent] = {}
+    best_crops: set[str] = set()
     for r in run.records:
         if r.topic == run.topics.crops:
             crop_ids[str(parse_crop(r).crop_id)] += 1
             continue
         e = parse(r)
+        if isinstance(e, BestFrameEvent):
+            best_crops.add(str(e.crop.crop_id))
         if ids[str(e.event_id)] == 0:
             per_stream.setdefault(e.stream_id, Counter())[e.kind] += 1
         ids[str(e.event_id)] += 1
@@ -309,6 +312,7 @@ def test_sigterm_loses_nothing(kafka_run: KafkaRun) -> None:
     print(f"{len(ids)} events ({duplicates} duplicates), {len(crop_ids)} crops in the broker")
     assert len(ids) == events_said, f"fqm said {events_said} events, the broker has {len(ids)}"
     assert len(crop_ids) == crops_said
+    assert best_crops <= set(crop_ids), "a best frame's crop is missing"
     # The per-stream lines count the per-face kinds: the broker holds each of them.
     for sid in (run.rtsp, run.file):
         line = re.search(rf"^{re.escape(sid)}: .* events (\{{.*\}})", run.stderr, re.M)
