@@ -418,6 +418,8 @@ def test_rtsp_outage_is_reported_and_tracks_resume(
     assert {e.track_id for e in resumed} <= summaries
     earlier = sorted({e.track_id for e in faces if e.wall_time <= outage.wall_time})
     print(f"RTSP tracks before the outage {earlier}, after {sorted({e.track_id for e in resumed})}")
+    # A reconnect breaks continuity: the tracks before it end there, new ids follow.
+    assert min(e.track_id for e in resumed) > max(earlier)
 
     file_states = [(e.state, e.reason) for e in of(events, "franck", StreamStatusEvent)]
     assert [s for s, _ in file_states] == ["up", "down"], file_states

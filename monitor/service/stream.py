@@ -23,6 +23,7 @@ from monitor.service.emit import EventEmitter
 from monitor.service.observe import NULL_OBSERVER, ServiceObserver
 from monitor.service.scoring import StreamScorer
 from monitor.service.snapshots import FrameRate, StreamStatus
+from pipelines.events import Reconnecting
 from pipelines.source import Source
 from pipelines.supervisor import SupervisedSource
 from pipelines.urls import mask_url
@@ -89,6 +90,7 @@ class StreamWorker(threading.Thread):
         self.progress = StreamProgress()
         self.status = StreamStatus.now("connecting", "starting")
         self.rate = FrameRate()
+        self._broken = threading.Event()
         self._tracks: set[int] = set()
         if isinstance(source, SupervisedSource):
             source.on_event = self._on_status
@@ -104,10 +106,12 @@ class StreamWorker(threading.Thread):
             self.source.close()
 
     def _counts(self) -> dict:
-        s = self.source.stats
-        return {"frames": s.frames, "dropped": s.dropped, "corrupt": s.corrupt_packets}
+        s = self.source.stats  # frames: every picture decoded, analysed or thinned out
+        return {"frames": s.frames + s.skipped, "dropped": s.dropped, "corrupt": s.corrupt_packets}
 
     def _on_status(self, event) -> None:
+        if isinstance(event, Reconnecting):
+            self._broken.set()  # the worker ends every track before the next frame
         with contextlib.suppress(TypeError):  # not a state change
             self.status = StreamStatus.from_event(event)
         state = self.emitter.source_status(event, **self._counts())
@@ -138,6 +142,9 @@ class StreamWorker(threading.Thread):
                 frame = next(frames, None)
                 if frame is None or self.stop.is_set():
                     break
+                if self._broken.is_set():  # a reconnect broke continuity: tracks end here
+                    self._broken.clear()
+                    self._finish(stage, pts)
                 p.frames += 1
                 self.rate.tick()
                 pts = p.position_s = frame.pts
@@ -164,7 +171,7 @@ class StreamWorker(threading.Thread):
                     self.emitter.updates(updates, wall_time)
                 timed("emit", time.perf_counter() - t3)
                 self._update(p)
-            fps = p.frames / max(time.monotonic() - started, 1e-6)
+            fps = self._counts()["frames"] / max(time.monotonic() - started, 1e-6)
             reason = "stopped" if self.stop.is_set() else "end of stream"
             if self.max_frames is not None and p.frames >= self.max_frames:
                 reason = f"max frames ({self.max_frames}) read"
