@@ -109,7 +109,8 @@ class _Reader(threading.Thread):
                 self.last_activity = time.monotonic()
                 if not accepted:
                     return
-            self.reason = "end of stream"
+            # A live stream has no end: the camera or server closed the connection.
+            self.reason = "the stream ended (connection closed by the camera or server)"
         except SourceError as exc:
             self.reason, self.error = mask_url(str(exc)), True
         except Exception as exc:  # a bug or an unexpected library error: log it in full
