@@ -14,13 +14,13 @@ enlarged by ``margin`` on every side (README: 1.0, script default: 0.8) and clip
 image, that crop resized to 512x512 (each axis by its own factor), then rotated about the
 crop's centre so that the iBUG points 38 and 47 are level.
 
-Why "eyes" is the default (docs/faces/alignment.md has the measurements): point 38 is on the
+Why "eyes" is the default (docs/faces/README.md has the measurements): point 38 is on the
 upper lid of the subject's right eye and 47 on the lower lid of the left one, so levelling
-them tilts every face by the eye's height over the eye line's length, about -9° of roll
-(-8.5° to -11° on average on the test clips), while the faces DSL-FIQA was trained on
-(GFIQA-20k, CGFIQA-40k) are aligned with level eyes. And clipping a box that runs past the frame,
-then resizing to a square, stretches the face (up to +25 % vertically on franck.mp4, whose
-face fills its 288-line frame); padding keeps its proportions.
+that diagonal tilts every face, whatever its head roll, by -8.8° to -11.1° on average on the
+test clips, while the faces DSL-FIQA was trained on (GFIQA-20k, CGFIQA-40k) are aligned with
+level eyes. And clipping a box that runs past the frame, then resizing to a square,
+stretches the face (up to +25 % vertically on franck.mp4, whose face fills its 288-line
+frame); padding keeps its proportions.
 
 Known differences from the official script in both rules, by design: the box is
 BlazeFace's (tighter than MTCNN's, no forehead), so the same margin gives a slightly tighter
