@@ -278,6 +278,17 @@ def test_score_photo_detects_aligns_and_scores_its_face(
     assert (g["source"], g["bbox"]) == ("detected", f["bbox"])
     assert g["score"] == pytest.approx(f["score"], abs=1e-6)
 
+    # The official script's alignment rule, for parity with it: the same face, aligned
+    # (and so scored) as that rule aligns it.
+    code, out, _ = run(*args, "--align", "--align-rule", "official")
+    assert code == 0
+    (o,) = json.loads(out)["faces"]
+    with PhotoAligner(rule="official") as official:
+        (aligned_o,) = official(image)
+    expected_o = reference_center_score(model, aligned_o.image, aligned_o.landmarks)
+    assert o["score"] == pytest.approx(expected_o, abs=1e-5)
+    assert not np.array_equal(aligned_o.image, aligned.image)
+
 
 def test_score_folder_mixes_prealigned_group_photo_and_no_face(
     tmp_path: Path, weights: Path, model: DslFiqa

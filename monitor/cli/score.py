@@ -67,6 +67,14 @@ and bbox/detection_score are null for images read with a landmark file.
     show_default=True,
     help="Face detector: short (near faces), full (distant faces) or both.",
 )
+@click.option(
+    "--align-rule",
+    type=click.Choice(("eyes", "official")),
+    default="eyes",
+    show_default=True,
+    help="Alignment: eye centres level in a padded box, or the official custom-image "
+    "script's rule (points 38/47 level, box clipped), for parity with it (docs/faces).",
+)
 @json_option
 def score_cli(
     target: Path,
@@ -76,6 +84,7 @@ def score_cli(
     align: bool,
     max_faces: int | None,
     detector: str,
+    align_rule: str,
     as_json: bool,
 ) -> None:
     from contextlib import ExitStack
@@ -105,7 +114,9 @@ def score_cli(
             if to_align:
                 from monitor.faces.aligner import PhotoAligner
 
-                aligner = stack.enter_context(PhotoAligner(detector, max_faces=max_faces))  # type: ignore[arg-type]
+                aligner = stack.enter_context(
+                    PhotoAligner(detector, max_faces=max_faces, rule=align_rule)  # type: ignore[arg-type]
+                )
             faces = score_images(
                 loaded.model,
                 readable,
