@@ -8,6 +8,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -74,6 +75,7 @@ def check_run(run: dict, streams: int) -> None:
         assert s["tracks"] >= 1
         assert s["video_s"] > 0
         assert s["wall_s"] > 0
+        assert s["drain_s"] >= 0
         assert s["realtime_factor"] == pytest.approx(s["video_s"] / s["wall_s"])
         assert s["fps_read"] >= s["fps_analysed"] > 0
         assert s["events"]["face_observation"] == s["faces_scored"]
@@ -160,3 +162,33 @@ def test_a_live_source_or_a_missing_file_is_refused(tmp_path: Path) -> None:
     assert proc.returncode == 1
     assert "Error:" in proc.stderr
     assert "not a video file" in proc.stderr
+
+
+@pytest.mark.kafka
+def test_kafka_sink_publishes_and_deletes_its_topics(clip: Path, kafka_bootstrap: str) -> None:
+    from kafka import KafkaAdminClient
+
+    proc = fqm(
+        str(clip),
+        *TINY,
+        "--max-frames",
+        "30",
+        "--sink",
+        "kafka",
+        "--json",
+        FQM_KAFKA_BOOTSTRAP=kafka_bootstrap,
+    )
+    assert proc.returncode == 0, proc.stderr
+    report = json.loads(proc.stdout)
+    assert report["sink"] == "kafka"
+    check_run(report["runs"][0], 1)
+    admin = KafkaAdminClient(bootstrap_servers=kafka_bootstrap, client_id="fqm-test")
+    try:
+        for _ in range(60):  # deletion completes asynchronously on the broker
+            left = [t for t in admin.list_topics() if t.startswith("fqm-bench-")]
+            if not left:
+                break
+            time.sleep(0.5)
+        assert left == []
+    finally:
+        admin.close()

@@ -4,8 +4,10 @@ Runs the real :class:`monitor.service.Service` in this process on ``streams`` co
 video file (each copy its own stream id), once per stream count asked for, and measures,
 through a :class:`~monitor.service.observe.ServiceObserver`:
 
-* **real-time factor** per stream: seconds of video read (frames read / the file's frame
-  rate) divided by the wall time the stream took (its ``up`` to its ``down`` status event).
+* **real-time factor** per stream: seconds of video read (up to its last analysed frame's
+  pts) divided by the wall time the stream took (its ``up`` status event to the end of its
+  last frame; the wait for the last scores once the file has ended, ``drain_s``, is left
+  out: a camera never ends).
   A file is read at the pipeline's pace, so this is how much faster than real time the
   pipeline could follow that camera; a run **holds** its N streams when every stream's
   factor is at least 1.0;
@@ -192,19 +194,21 @@ class _StreamTally:
     latencies: list[float] = field(default_factory=list)
     events: dict[str, int] = field(default_factory=dict)
     up: float | None = None
+    last_frame: float | None = None  # its last frame's last stage ended
     down: float | None = None
 
 
 class PipelineObserver:
-    """Per stream: seconds per stage, frame-to-event latencies, event counts, and the times
-    of its ``up`` and ``down`` status events; the process CPU time at the first ``up`` and
-    the last ``down``. Thread-safe (the stream threads call it)."""
+    """Per stream: seconds per stage, frame-to-event latencies, event counts, the times of
+    its ``up`` and ``down`` status events and of its last frame's end; the process CPU time
+    at the first ``up`` and at the latest frame's end. Thread-safe (the stream threads call
+    it)."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self.streams: dict[str, _StreamTally] = {}
         self.cpu_first_up: float | None = None
-        self.cpu_last_down: float | None = None
+        self.cpu_last_frame: float | None = None
 
     def _tally(self, stream_id: str) -> _StreamTally:
         t = self.streams.get(stream_id)
@@ -214,8 +218,11 @@ class PipelineObserver:
 
     def stage(self, stream_id: str, stage: str, seconds: float) -> None:
         with self._lock:
-            stages = self._tally(stream_id).stages
-            stages[stage] = stages.get(stage, 0.0) + seconds
+            t = self._tally(stream_id)
+            t.stages[stage] = t.stages.get(stage, 0.0) + seconds
+            if stage == STAGES[-1]:  # a frame's last stage
+                t.last_frame = time.monotonic()
+                self.cpu_last_frame = _cpu_seconds()
 
     def event(self, event: Event) -> None:
         now, mono = time.time(), time.monotonic()
@@ -232,7 +239,6 @@ class PipelineObserver:
                         self.cpu_first_up = _cpu_seconds()
                 elif state == "down":
                     t.down = mono
-                    self.cpu_last_down = _cpu_seconds()
 
 
 # ------------------------------------------------------------------------------ results
@@ -249,6 +255,7 @@ class StreamResult:
     frames_analysed: int
     video_s: float
     wall_s: float
+    drain_s: float
     realtime_factor: float
     fps_read: float
     fps_analysed: float
@@ -365,7 +372,10 @@ def _stream_result(worker, tally: _StreamTally, fps: float, end: float) -> Strea
     p = worker.progress
     up = tally.up if tally.up is not None else worker.started_at
     down = tally.down if tally.down is not None else end
-    wall = max((down - up) if up is not None else 0.0, 1e-9)
+    last = tally.last_frame if tally.last_frame is not None else down
+    # Up to its last frame: the wait for the last scores at the end of a file (``drain_s``)
+    # is not a camera's cost.
+    wall = max((last - up) if up is not None else 0.0, 1e-9)
     read = p.frames + p.frames_skipped  # decoded: analysed + thinned out by analyse_fps
     # Video time covered: up to the last analysed frame's pts (a frame lasts 1/fps).
     video = p.position_s + 1.0 / fps if p.position_s is not None else read / fps
@@ -379,6 +389,7 @@ def _stream_result(worker, tally: _StreamTally, fps: float, end: float) -> Strea
         frames_analysed=p.frames,
         video_s=video,
         wall_s=wall,
+        drain_s=max(0.0, down - last),
         realtime_factor=video / wall,
         fps_read=read / wall,
         fps_analysed=p.frames / wall,
@@ -442,12 +453,16 @@ def run_streams(
         for w in (*service.finished, *service.workers.values())
     ]
     ups = [t.up for t in observer.streams.values() if t.up is not None]
-    downs = [t.down for t in observer.streams.values() if t.down is not None]
+    downs = [
+        t.last_frame if t.last_frame is not None else t.down
+        for t in observer.streams.values()
+        if t.down is not None or t.last_frame is not None
+    ]
     start = min(ups) if ups else t0
     stop = max(downs) if downs else end
     wall = max(stop - start, 1e-9)
-    if observer.cpu_first_up is not None and observer.cpu_last_down is not None:
-        cpu = observer.cpu_last_down - observer.cpu_first_up
+    if observer.cpu_first_up is not None and observer.cpu_last_frame is not None:
+        cpu = observer.cpu_last_frame - observer.cpu_first_up
     else:
         cpu = cpu1 - cpu0
     inference = sum(r.inference_s for r in records)
@@ -605,7 +620,7 @@ def format_report(r: PipelineBenchReport) -> str:
     lines += [
         "",
         f"{'streams':>7} {'stream':<24} {'RTF':>5} {'read/s':>7} {'anal/s':>7} "
-        f"{'seen':>6} {'looked':>6} {'scored':>6} {'p50 ms':>7} {'p99 ms':>7}",
+        f"{'seen':>6} {'looked':>6} {'scored':>6} {'p50 ms':>7} {'p99 ms':>7} {'drain s':>7}",
     ]
     for run in r.runs:
         for s in run.per_stream:
@@ -614,7 +629,7 @@ def format_report(r: PipelineBenchReport) -> str:
                 f"{run.streams:>7} {s.stream_id[:24]:<24} {s.realtime_factor:>5.2f} "
                 f"{s.fps_read:>7.1f} {s.fps_analysed:>7.1f} {s.faces_seen:>6} "
                 f"{s.faces_looked:>6} {s.faces_scored:>6} {_ms(s.latency_p50_ms):>7} "
-                f"{_ms(s.latency_p99_ms):>7}{err}"
+                f"{_ms(s.latency_p99_ms):>7} {s.drain_s:>7.1f}{err}"
             )
     lines += [
         "",
