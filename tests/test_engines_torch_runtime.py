@@ -109,7 +109,7 @@ def test_buffered_runner_matches_the_model_with_graphs_chunks_and_fallback(
         capture=capture_eager,
     )
     assert runner.capacity == 4
-    assert runner.dev_crops.is_contiguous(
+    assert runner.device_inputs()[0].is_contiguous(
         memory_format=torch.channels_last if channels_last else torch.contiguous_format
     )
     for n in (1, 2, 3, 7):  # 3: above the largest graph -> eager; 7: chunks of 4 + 3
@@ -121,6 +121,9 @@ def test_buffered_runner_matches_the_model_with_graphs_chunks_and_fallback(
     assert runner.graphs is not None
     assert runner.graphs.replays == 2  # n=1 and n=2
     assert runner.eager_batches == 3  # n=3, then 4 and 3 for n=7
+    assert runner.graphs.batches[2].crops.is_contiguous(
+        memory_format=torch.channels_last if channels_last else torch.contiguous_format
+    )
     # A result is a copy: later calls do not rewrite it.
     crops, lm = inputs(tiny, 2, seed=11)
     first = runner(crops, lm)
@@ -163,3 +166,22 @@ def test_cuda_graphs_and_pinned_transfers_match_eager_on_a_gpu(
         got = engine.score_crops(crops.numpy(), lm.numpy())
         assert float(np.abs(got - ref).max()) <= atol
     assert graphed.runner.graphs.replays >= 1  # type: ignore[attr-defined]
+
+
+def test_graphs_up_to_the_capacity_never_need_the_eager_buffers(tiny: DslFiqa) -> None:
+    forward = Recorder(tiny)
+    runner = BufferedRunner(
+        forward,
+        torch.device("cpu"),
+        capacity=2,
+        crop_size=tiny.crop_size,
+        pin=False,
+        graph_sizes=(1, 2),
+        capture=capture_eager,
+    )
+    crops, lm = inputs(tiny, 3)
+    np.testing.assert_allclose(runner(crops, lm), reference(tiny, crops, lm), atol=1e-5)
+    assert runner.graphs is not None
+    assert runner.graphs.replays == 2  # chunks of 2 and 1, both replayed
+    assert runner.eager_batches == 0
+    assert runner._device_inputs is None

@@ -193,7 +193,8 @@ class BufferedRunner:
     """The CUDA path: host staging buffers, device input buffers, eager or graph forwards.
 
     Inputs are copied into host staging buffers (page-locked when ``pin``), then into
-    device buffers with ``non_blocking=True``; scores come back the same way and the
+    device buffers (a graph's static inputs, or the eager buffers) with
+    ``non_blocking=True``; scores come back the same way and the
     stream is synchronised once per chunk. Batches above ``capacity`` run in chunks of it.
 
     Args:
@@ -232,12 +233,20 @@ class BufferedRunner:
                 (cap, NUM_LANDMARK), dtype=torch.float32, pin_memory=pin
             )
             self.host_scores = torch.empty((cap,), dtype=torch.float32, pin_memory=pin)
-            self.dev_crops, self.dev_landmarks = self.new_inputs(cap)
             self.graphs: GraphSet | None = None
             if graph_sizes:
                 pool = torch.cuda.graph_pool_handle() if device.type == "cuda" else None
                 self.graphs = GraphSet(forward, graph_sizes, self.new_inputs, capture, pool)
         self.eager_batches = 0
+        self._device_inputs: tuple[torch.Tensor, torch.Tensor] | None = None
+
+    def device_inputs(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """The eager path's device input buffers of ``capacity`` rows, allocated on first
+        use (with graphs up to ``capacity`` they are never needed)."""
+        if self._device_inputs is None:
+            with torch.inference_mode():
+                self._device_inputs = self.new_inputs(self.capacity)
+        return self._device_inputs
 
     def new_inputs(self, batch: int) -> tuple[torch.Tensor, torch.Tensor]:
         """Zeroed device crops [batch,3,S,S] (NHWC with channels_last) and vectors."""
@@ -254,7 +263,8 @@ class BufferedRunner:
         hl.copy_(landmarks)
         out = self.graphs.run(hx, hl) if self.graphs is not None else None
         if out is None:
-            x, lm = self.dev_crops[:n], self.dev_landmarks[:n]
+            dev_crops, dev_landmarks = self.device_inputs()
+            x, lm = dev_crops[:n], dev_landmarks[:n]
             x.copy_(hx, non_blocking=True)
             lm.copy_(hl, non_blocking=True)
             out = self.forward(x, lm)
