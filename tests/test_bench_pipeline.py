@@ -55,7 +55,8 @@ def check_run(run: dict, streams: int) -> None:
     assert run["min_realtime_factor"] == min(s["realtime_factor"] for s in run["per_stream"])
     assert run["frames_read"] == sum(s["frames_read"] for s in run["per_stream"])
     assert run["faces_scored"] == sum(s["faces_scored"] for s in run["per_stream"])
-    assert run["faces_scored_per_s"] >= 0
+    assert run["engine_wall_s"] >= run["wall_s"]
+    assert run["faces_scored_per_s"] == pytest.approx(run["faces_scored"] / run["engine_wall_s"])
     assert set(run["stage_cores"]) == set(STAGES)
     assert all(v >= 0 for v in run["stage_cores"].values())
     assert run["engine_batches"] >= 1

@@ -14,7 +14,8 @@ through a :class:`~monitor.service.observe.ServiceObserver`:
 * **frame-to-event latency**: the time a ``face_observation`` or ``best_frame`` event is
   handed to the sink minus its frame's wall time (when it was decoded), p50 and p99;
 * **faces** seen, looked at (landmarks and alignment), scored (by the engine), and faces
-  scored per second;
+  scored per second (over the first ``up`` to the last ``down``: the engine's window, the
+  end-of-file drain included, as for the engine's busy share);
 * **time per stage** (``monitor.service.stream.STAGES``) per stream as a share of that
   stream's wall time (the rest, ``other``, is mostly waiting), and over all streams in
   cores (stage seconds / run wall seconds); the engine's inference seconds (the shared
@@ -292,6 +293,7 @@ class RunResult:
     engine_batches: int
     engine_mean_batch: float | None
     engine_inference_s: float
+    engine_wall_s: float
     engine_cores: float
     engine_faces_per_s: float | None
     process_cpu_s: float
@@ -460,6 +462,10 @@ def run_streams(
     ]
     start = min(ups) if ups else t0
     stop = max(downs) if downs else end
+    # The engine scores until the last stream's down (the drain included): its rates are
+    # over first up to last down.
+    finals = [t.down for t in observer.streams.values() if t.down is not None]
+    engine_wall = max((max(finals) if finals else end) - start, 1e-9)
     wall = max(stop - start, 1e-9)
     if observer.cpu_first_up is not None and observer.cpu_last_frame is not None:
         cpu = observer.cpu_last_frame - observer.cpu_first_up
@@ -479,14 +485,15 @@ def run_streams(
         min_realtime_factor=min((s.realtime_factor for s in per), default=0.0),
         frames_read=sum(s.frames_read for s in per),
         faces_scored=scored,
-        faces_scored_per_s=scored / wall,
+        faces_scored_per_s=scored / engine_wall,
         latency_p50_ms=_pct_ms(lat, 50),
         latency_p99_ms=_pct_ms(lat, 99),
         stage_cores=stage_cores,
         engine_batches=len(records),
         engine_mean_batch=float(np.mean([r.size for r in records])) if records else None,
         engine_inference_s=inference,
-        engine_cores=inference / wall,
+        engine_wall_s=engine_wall,
+        engine_cores=inference / engine_wall,
         engine_faces_per_s=sum(r.size for r in records) / inference if inference > 0 else None,
         process_cpu_s=cpu,
         process_cores=cpu / wall,
