@@ -271,14 +271,17 @@ class Service:
             raise ValueError(f"stream {plan.stream_id!r} is already running")
         self._start_worker(plan, self._open(plan))
 
-    def remove_stream(self, stream_id: str, deadline_s: float = 30.0) -> bool:
-        """Stops one stream: its tracks end and their summaries are published. False when
-        it did not stop within the deadline (it is still told to stop)."""
+    def remove_stream(
+        self, stream_id: str, deadline_s: float = 30.0, reason: str | None = None
+    ) -> bool:
+        """Stops one stream: its tracks end and their summaries are published, then a
+        ``down`` status with ``reason`` (default ``stopped``). False when it did not stop
+        within the deadline (it is still told to stop)."""
         self._pending_restarts.pop(stream_id, None)
         worker = self.workers.pop(stream_id, None)
         if worker is None:
             return True
-        worker.request_stop()
+        worker.request_stop(reason)
         worker.join(deadline_s)
         self.finished.append(worker)
         self.observer.stream_removed(stream_id)

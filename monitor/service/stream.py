@@ -63,6 +63,8 @@ class StreamWorker(threading.Thread):
 
     #: The plan it runs (``monitor.config.StreamPlan``), set by the service.
     plan = None
+    #: The ``down`` status's reason when it is told to stop (``request_stop``).
+    stop_reason = "stopped"
 
     def __init__(
         self,
@@ -99,8 +101,11 @@ class StreamWorker(threading.Thread):
     def stream_id(self) -> str:
         return self.source.stream_id
 
-    def request_stop(self) -> None:
-        """Stop reading; a live source is closed at once (its reader may be blocked)."""
+    def request_stop(self, reason: str | None = None) -> None:
+        """Stop reading; a live source is closed at once (its reader may be blocked).
+        ``reason`` is the ``down`` status's reason (default ``stopped``)."""
+        if reason:
+            self.stop_reason = reason
         self.stop.set()
         if self.live:
             self.source.close()
@@ -172,7 +177,7 @@ class StreamWorker(threading.Thread):
                 timed("emit", time.perf_counter() - t3)
                 self._update(p)
             fps = self._counts()["frames"] / max(time.monotonic() - started, 1e-6)
-            reason = "stopped" if self.stop.is_set() else "end of stream"
+            reason = self.stop_reason if self.stop.is_set() else "end of stream"
             if self.max_frames is not None and p.frames >= self.max_frames:
                 reason = f"max frames ({self.max_frames}) read"
             self._finish(stage, pts)
