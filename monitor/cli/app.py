@@ -14,6 +14,7 @@ import click
 from monitor import __version__
 from monitor.cli.assets import assets_cli
 from monitor.cli.bench import bench_cli
+from monitor.cli.cameras import cameras_cli
 from monitor.cli.config import validate_config_cli
 from monitor.cli.consume import consume_cli
 from monitor.cli.doctor import doctor_cli
@@ -94,6 +95,7 @@ cli.add_command(engines_cli)
 cli.add_command(run_cli)
 cli.add_command(report_cli)
 cli.add_command(validate_config_cli)
+cli.add_command(cameras_cli)
 
 
 def main() -> None:

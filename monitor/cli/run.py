@@ -97,6 +97,35 @@ RANDOM_WARNING = (
     "container]. [env: FQM_METRICS_HOST]",
 )
 @click.option(
+    "--fleet",
+    "fleet_topic",
+    default=None,
+    help="Run the cameras of this fleet topic (fqm cameras add) that the consumer group "
+    "--group assigns to this process: partition ownership is camera ownership "
+    "(docs/scale-out.md). Needs Kafka (--kafka-bootstrap or the --config sink).",
+)
+@click.option(
+    "--group",
+    "fleet_group",
+    default=None,
+    help="The consumer group the processes sharing a --fleet join [default: fqm-<topic>].",
+)
+@click.option(
+    "--session-timeout",
+    type=click.FloatRange(6, 1800),
+    default=10.0,
+    show_default=True,
+    help="With --fleet: seconds after which a silent (dead) process's cameras move to the "
+    "others. Lower: faster handover, more spurious moves on a stalled host.",
+)
+@click.option(
+    "--producer",
+    envvar="FQM_PRODUCER",
+    default=None,
+    help="Names this process in every event's producer (and to the fleet group) "
+    "[default: host:pid, or the --config file's producer]. [env: FQM_PRODUCER]",
+)
+@click.option(
     "--shutdown-deadline",
     type=click.FloatRange(0),
     default=30.0,
@@ -118,6 +147,10 @@ def run_cli(
     analyse_fps: float | None,
     metrics_port: int | None,
     metrics_host: str | None,
+    fleet_topic: str | None,
+    fleet_group: str | None,
+    session_timeout: float,
+    producer: str | None,
     shutdown_deadline: float,
 ) -> None:
     """Monitor face quality on SOURCE... (files, rtsp:// or http(s):// URLs, /dev/videoN)
@@ -126,13 +159,19 @@ def run_cli(
     Writes events to OUT as JSONL files (crops as JPEG), or to Kafka with --kafka-bootstrap.
     SIGTERM or Ctrl-C stops the sources, drains the engine and flushes the sink; exit 0.
     SIGHUP re-reads --config and starts, stops or restarts only the cameras that changed.
+    With --fleet TOPIC it runs the cameras of the topic's partitions the group gives it, and
+    follows the topic and the group's rebalances until stopped.
     """
     from monitor.service import Service
 
     ctx = click.get_current_context()
-    if not sources and config_file is None:
-        raise click.UsageError("give SOURCE... or --config FILE")
+    if not sources and config_file is None and fleet_topic is None:
+        raise click.UsageError("give SOURCE..., --config FILE or --fleet TOPIC")
     config, fleet, deadline = build_config(ctx, sources, config_file)
+    if fleet_topic is not None and config.kafka is None:
+        raise click.UsageError(
+            "--fleet needs Kafka: --kafka-bootstrap (or a kafka sink in --config)"
+        )
     service = Service(config)
     server = start_observability(service, fleet, metrics_port, metrics_host)
     flags = {"stop": False, "reload": False}
@@ -146,6 +185,7 @@ def run_cli(
     handlers = {signal.SIGTERM: on_stop, signal.SIGINT: on_stop, signal.SIGHUP: on_reload}
     old = {s: signal.signal(s, h) for s, h in handlers.items()}
     display = None
+    member = None
     try:
         service.start()
         label = service.label
@@ -155,8 +195,13 @@ def run_cli(
                 err=True,
             )
         display = ProgressDisplay(service.progress, _durations(service))
-        while service.running and not flags["stop"]:
-            time.sleep(0.1)
+        if fleet_topic is not None:
+            member = join_fleet(service, fleet_topic, fleet_group, session_timeout)
+        while (member is not None or service.running) and not flags["stop"]:
+            if member is None:
+                time.sleep(0.1)
+            else:
+                follow_fleet(service, member, ctx.params, deadline)
             if flags["reload"]:
                 flags["reload"] = False
                 fleet = reload_fleet(service, config_file, fleet)
@@ -167,7 +212,12 @@ def run_cli(
         if flags["stop"]:
             click.echo("stopping: draining the engine and flushing the sink ...", err=True)
         summary = service.close(deadline)
+        if member is not None:  # its cameras are stopped: only now may others start them
+            member.close()
+            member = None
     finally:
+        if member is not None:
+            member.close()
         if display is not None:
             display.close()
         if server is not None:
@@ -222,15 +272,61 @@ def build_config(ctx: click.Context, sources: tuple[str, ...], config_file: Path
         if "shutdown_deadline" not in given:
             deadline = plan.process.shutdown_deadline_s
         streams = plan.streams
+    producer = p.get("producer")
+    if producer is None and fleet is not None:
+        producer = fleet.producer
     config = ServiceConfig(
         sources=sources,
         streams=streams,
-        producer=None if fleet is None else fleet.producer,
+        producer=producer,
         max_frames=p["max_frames"],
         analyse_fps=p["analyse_fps"],
         **settings,
     )
     return config, fleet, deadline
+
+
+def join_fleet(service, topic: str, group: str | None, session_timeout_s: float):
+    """The service's :class:`monitor.fleet.FleetMember`: the fleet topic made sure of
+    (compacted, created with the default partitions if missing), then the group joined."""
+    from monitor.events import default_producer
+    from monitor.fleet import FleetMember, ensure_fleet_topic
+
+    config = service.config
+    ensure_fleet_topic(config.kafka, topic, replication=config.replication)
+    group = group or f"fqm-{topic}"
+    client_id = config.producer or default_producer()
+    click.echo(
+        f"fleet: following {topic} in group {group} as {client_id} (session timeout "
+        f"{session_timeout_s:g} s)",
+        err=True,
+    )
+    return FleetMember(
+        config.kafka, topic, group, client_id=client_id, session_timeout_s=session_timeout_s
+    )
+
+
+def follow_fleet(service, member, params: dict, deadline: float) -> None:
+    """One turn of the loop with a fleet: read the topic and the rebalances for 0.1 s,
+    stop the cameras this process lost or that were removed, start the ones it gained.
+    --analyse-fps and --max-frames apply to cameras that do not set their own."""
+    from kafka import errors as kafka_errors
+
+    from monitor.fleet import apply_changes
+
+    try:
+        changes = member.poll(0.1)
+    except kafka_errors.KafkaError as exc:  # the client retries; the cameras keep running
+        log.warning("fleet: %s", mask_url(str(exc)))
+        time.sleep(0.1)
+        return
+    apply_changes(
+        service,
+        changes,
+        stop_deadline_s=min(deadline, 30.0),
+        analyse_fps=params.get("analyse_fps"),
+        max_frames=params.get("max_frames"),
+    )
 
 
 def start_observability(service, fleet, port: int | None, host: str | None):
