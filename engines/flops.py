@@ -27,6 +27,7 @@ from engines.dslfiqa.constants import NUM_CROPS_OFFICIAL
 __all__ = [
     "CROPS_PER_FACE",
     "OFFICIAL_GFLOP_PER_CROP",
+    "PEAK_SOURCE",
     "PEAK_TFLOPS",
     "crops_per_face",
     "flop_bound_crops_per_s",

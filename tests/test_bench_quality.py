@@ -138,6 +138,7 @@ def test_bench_quality_backend_json_reports_speed_latency_and_memory(
     assert "FlopCounterMode" in report["gflop_source"]
     assert report["gpu"] is None
     assert report["peak_tflops"] is None
+    assert report["peak_source"].startswith("NVIDIA datasheets")
     assert report["official_naive"] is None
     runs = report["runs"]
     assert [(r["batch"], r["mode"]) for r in runs] == [(1, "fixed5"), (2, "fixed5")]

@@ -309,6 +309,7 @@ def quality_cli(
     import torch
 
     from engines.dslfiqa.variants import variant_for_config
+    from engines.flops import PEAK_SOURCE
     from monitor.benchmarks.quality import (
         BackendResult,
         TorchOptions,
@@ -376,6 +377,7 @@ def quality_cli(
             "gflop_per_crop": gflop,
             "gflop_source": gflop_source,
             "peak_tflops": peak,
+            "peak_source": PEAK_SOURCE,
             "official_naive": naive.to_json() if naive else None,
             "runs": [{**r.to_json(), "speedup_vs_official_naive": ratio(r)} for r in runs],
         }
@@ -404,7 +406,10 @@ def quality_cli(
             f"{naive.procedure:<15} {'torch':<11} {'fp32':<4} {naive.mode:<8} {naive.batch:>5} "
             f"{naive.faces:>5} {1000 / naive.ms_per_face:>8.3f}"
         )
-    click.echo(f"GFLOP per crop: {gflop:.3g} ({gflop_source}); peak TFLOP/s: {cell(peak, 'g')}")
+    click.echo(
+        f"GFLOP per crop: {gflop:.3g} ({gflop_source}); peak TFLOP/s: {cell(peak, 'g')} "
+        f"({PEAK_SOURCE})"
+    )
 
 
 def _sample_faces(n: int):
