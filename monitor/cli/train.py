@@ -366,7 +366,11 @@ def lite_cmd(
     import torch
 
     from engines.dslfiqa.lite import LiteConfig, load_lite
-    from engines.dslfiqa.training.lite_data import build_ladders, build_train_samples
+    from engines.dslfiqa.training.lite_data import (
+        build_ladders,
+        build_still_samples,
+        build_train_samples,
+    )
     from engines.dslfiqa.training.lite_train import LiteTrainConfig, evaluate_lite, train_lite
     from monitor.assets import asset_path, cache_dir
     from monitor.lite_faces import extract_faces
@@ -387,6 +391,13 @@ def lite_cmd(
         image_size=model_config.image_size,
         per_face=per_face,
         seed=seed,
+        log=log,
+    )
+    build_still_samples(
+        faces,
+        data,
+        asset_path("dlib_face_recognition_resnet_model_v1.dat"),
+        image_size=model_config.image_size,
         log=log,
     )
     for split in ("val", "test"):

@@ -496,3 +496,93 @@ def build_ladders(
     )
     (out / f".{split}.tmp.npz").replace(path)
     return path
+
+
+def build_still_samples(
+    faces_dir: str | Path,
+    out: str | Path,
+    embedder_path: str | Path,
+    *,
+    image_size: int,
+    levels_per_family: int = 4,
+    seed: int = 2,
+    log: Callable[[str], None] = lambda _m: None,
+) -> Path:
+    """Dense variants of the training *photos* (sources of one image): every family at
+    ``levels_per_family`` random levels, all embedded with dlib and labelled with the
+    calibration of ``train.npz`` (run :func:`build_train_samples` first). Written to
+    ``train_stills.npz`` in groups of the clean copy + 6 variants, like ``train.npz``.
+
+    The photos are the training set's only sharp, high-resolution faces; without many
+    variants of them the model learns the video's softness as "clean" and scores a sharp
+    photo as damaged."""
+    out = Path(out)
+    path = out / "train_stills.npz"
+    if path.is_file():
+        return path
+    manifest, arrays = load_faces(faces_dir)
+    cal_dict = json.loads((out / "calibration.json").read_text())
+    cal = Calibration(
+        impostor_cos=cal_dict["impostor_cos"],
+        bins=tuple(cal_dict["bins"]),
+        loss={k: tuple(v) for k, v in cal_dict["loss"].items()},
+        max_loss=cal_dict["max_loss"],
+    )
+    embedder = DlibEmbedder(embedder_path)
+    rng = np.random.default_rng(seed)
+    rows: list[dict] = []
+    group = 1_000_000  # apart from train.npz's groups
+    for name, meta in manifest["sources"].items():
+        if meta["split"] != "train" or len(arrays[name]["images"]) > 1:
+            continue
+        for img, lm in zip(arrays[name]["images"], arrays[name]["landmarks"], strict=True):
+            cases = [
+                (f, float(rng.uniform(0.02, 1.0)))
+                for f in FAMILIES
+                for _ in range(levels_per_family)
+            ]
+            order = rng.permutation(len(cases))
+            degraded = [
+                degrade(img, lm, cases[i][0], cases[i][1], int(rng.integers(2**31))) for i in order
+            ]
+            emb = embedder.embed([img, *degraded], lm)
+            small_clean, small_lm = resize_square(img, lm, image_size)
+            for start in range(0, len(order), 6):
+                rows.append(_row(small_clean, small_lm, "clean", 0.0, 1.0, 1.0, name, meta, group))
+                for j in range(start, min(start + 6, len(order))):
+                    fam, lvl = cases[order[j]]
+                    cos = float(emb[j + 1] @ emb[0])
+                    q = float(cal.label(fam, np.array(lvl), np.array(cos)))
+                    small = resize_square(degraded[j], lm, image_size)[0]
+                    rows.append(_row(small, small_lm, fam, lvl, cos, q, name, meta, group))
+                group += 1
+            log(f"stills: {name} face embedded ({len(order)} variants)")
+    np.savez(
+        out / ".train_stills.tmp.npz",
+        images=np.stack([r["image"] for r in rows]),
+        landmarks=np.stack([r["landmarks"] for r in rows]).astype(np.float32),
+        family=np.asarray([r["family"] for r in rows]),
+        level=np.asarray([r["level"] for r in rows], np.float32),
+        cos=np.asarray([r["cos"] for r in rows], np.float32),
+        measured=np.ones(len(rows), bool),
+        label=np.asarray([r["label"] for r in rows], np.float32),
+        source=np.asarray([r["source"] for r in rows]),
+        identity=np.asarray([r["identity"] for r in rows]),
+        group=np.asarray([r["group"] for r in rows], np.int64),
+    )
+    (out / ".train_stills.tmp.npz").replace(path)
+    return path
+
+
+def _row(image, landmarks, family, level, cos, label, source, meta, group) -> dict:
+    return {
+        "image": image,
+        "landmarks": landmarks,
+        "family": family,
+        "level": level,
+        "cos": cos,
+        "label": label,
+        "source": source,
+        "identity": meta["identity"],
+        "group": group,
+    }

@@ -43,6 +43,7 @@ class LiteTrainConfig:
     rank_margin: float = 0.05
     rank_gap: float = 0.03
     val_every: int = 100
+    source_balance: float = 0.5
     seed: int = 0
     threads: int = 2
     model: LiteConfig = field(default_factory=LiteConfig)
@@ -166,6 +167,9 @@ def train_lite(
     torch.set_num_threads(config.threads)
     rng = np.random.default_rng(config.seed)
     train = _load(data_dir / "train.npz")
+    if (data_dir / "train_stills.npz").is_file():
+        stills = _load(data_dir / "train_stills.npz")
+        train = {k: np.concatenate([train[k], stills[k]]) for k in train if k in stills}
     val = _load(data_dir / "val.npz") if (data_dir / "val.npz").is_file() else None
     mc = config.model
     if train["images"].shape[1] != mc.image_size:
@@ -177,6 +181,18 @@ def train_lite(
     groups = train["group"]
     members = {int(g): np.flatnonzero(groups == g) for g in np.unique(groups)}
     keys = np.array(sorted(members))
+    # Face groups are drawn with replacement: with probability source_balance a source is
+    # picked uniformly first (so the few photos are not drowned by 400 video frames).
+    if "source" in train:
+        src_of = np.array([train["source"][members[int(k)][0]] for k in keys])
+        names, counts = np.unique(src_of, return_counts=True)
+        per_source = {n: 1.0 / (len(names) * c) for n, c in zip(names, counts, strict=True)}
+        p = (1 - config.source_balance) / len(keys) + config.source_balance * np.array(
+            [per_source[s] for s in src_of]
+        )
+    else:
+        p = np.full(len(keys), 1.0 / len(keys))
+    p = p / p.sum()
     labels = torch.from_numpy(train["label"].astype(np.float32))
     opt = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     budget = config.minutes * 60
@@ -184,8 +200,6 @@ def train_lite(
     history: dict = {"config": _config_dict(config), "steps": [], "val": []}
     best = -math.inf
     step = 0
-    order = rng.permutation(keys)
-    cursor = 0
     window: list[tuple[float, float]] = []
     while True:
         elapsed = time.monotonic() - start
@@ -197,10 +211,7 @@ def train_lite(
         lr = config.lr * 0.5 * (1 + math.cos(math.pi * min(frac, 1.0)))
         for g in opt.param_groups:
             g["lr"] = lr
-        if cursor + config.faces_per_batch > len(order):
-            order, cursor = rng.permutation(keys), 0
-        chosen = order[cursor : cursor + config.faces_per_batch]
-        cursor += config.faces_per_batch
+        chosen = rng.choice(keys, size=config.faces_per_batch, replace=False, p=p)
         idx = np.concatenate([members[int(k)] for k in chosen])
         x, v = prepare_batch(train["images"][idx], train["landmarks"][idx], mc, rng)
         model.train()
