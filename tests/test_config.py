@@ -135,8 +135,11 @@ def test_process_settings_build_the_real_service_config() -> None:
     # the per-stream fields are StreamPlan's
     per_stream = {"sources": "location", "max_frames": "max_frames", "analyse_fps": "analyse_fps"}
     assert set(per_stream.values()) <= {f.name for f in fields(plan.streams[0])}
-    missing = {f.name for f in fields(ServiceConfig)} - set(kwargs) - set(per_stream)
+    # the plan's streams go in whole; the producer name is the command's (--producer wins)
+    given_apart = {"streams", "producer"}
+    missing = {f.name for f in fields(ServiceConfig)} - set(kwargs) - set(per_stream) - given_apart
     assert missing == set()
+    assert ServiceConfig(streams=plan.streams, producer=plan.process.producer, **kwargs)
 
 
 def test_minimal_file_takes_the_defaults(tmp_path: Path) -> None:
