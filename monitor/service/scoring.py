@@ -57,8 +57,11 @@ from pipelines.frame import Frame
 
 #: How long a file's submit waits for room in a full batcher queue before trying again.
 FILE_SUBMIT_WAIT_S = 5.0
-#: Frames waiting for scores, at most (a few batches' worth at any sane frame rate).
-MAX_PENDING_FRAMES = 64
+#: Frames waiting for scores, at most: 20 s at 30 fps, longer than the slowest engine the
+#: budget allows takes for one face (the official model on one CPU thread: 3-8 s), so a
+#: stream does not stall on the engine. A waiting frame without scored faces keeps only its
+#: lifecycle events; the aligned faces in flight are bounded by the budget and the batcher.
+MAX_PENDING_FRAMES = 600
 #: Longest wait for one face's score before the stream gives up on the engine.
 SCORE_TIMEOUT_S = 300.0
 

@@ -87,7 +87,7 @@ class PolicyConfig:
     sharper_pct: float = 30.0
     min_promising_gap: float = 0.0
     routine_reserve: float = 1.0
-    look_interval: float = 0.2
+    look_interval: float = 0.5
 
     def __post_init__(self) -> None:
         if self.interval_unit not in ("seconds", "frames"):
