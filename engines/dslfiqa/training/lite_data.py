@@ -67,6 +67,7 @@ FAMILIES: tuple[str, ...] = (
     "overexposure",
     "occlusion",
 )
+VIDEO_SUFFIXES = (".mp4", ".avi", ".mkv", ".mov")
 LADDER_LEVELS: tuple[float, ...] = (0.0, 0.15, 0.3, 0.45, 0.6, 0.8, 1.0)
 CALIBRATION_BINS = 8
 EMBEDDING_CHIP = 150  # dlib's face chip side
@@ -208,8 +209,11 @@ class DlibEmbedder:
         try:
             import dlib
         except ImportError as exc:  # pragma: no cover - depends on the environment
-            raise RuntimeError(
-                "computing dslfiqa-lite labels needs dlib: pip install dlib-bin"
+            from engines.dataset import DatasetError
+
+            raise DatasetError(
+                "computing dslfiqa-lite labels needs dlib: install the dlib-bin wheel "
+                "(uv pip install dlib-bin); training from labels already cached does not"
             ) from exc
         self._dlib = dlib
         self.net = dlib.face_recognition_model_v1(str(model_path))
@@ -533,7 +537,7 @@ def build_still_samples(
     rows: list[dict] = []
     group = 1_000_000  # apart from train.npz's groups
     for name, meta in manifest["sources"].items():
-        if meta["split"] != "train" or len(arrays[name]["images"]) > 1:
+        if meta["split"] != "train" or Path(meta["asset"]).suffix.lower() in VIDEO_SUFFIXES:
             continue
         for img, lm in zip(arrays[name]["images"], arrays[name]["landmarks"], strict=True):
             cases = [
