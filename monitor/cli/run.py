@@ -320,13 +320,14 @@ def follow_fleet(service, member, params: dict, deadline: float) -> None:
         log.warning("fleet: %s", mask_url(str(exc)))
         time.sleep(0.1)
         return
-    apply_changes(
+    failed = apply_changes(
         service,
         changes,
         stop_deadline_s=min(deadline, 30.0),
         analyse_fps=params.get("analyse_fps"),
         max_frames=params.get("max_frames"),
     )
+    member.not_started(failed)
 
 
 def start_observability(service, fleet, port: int | None, host: str | None):

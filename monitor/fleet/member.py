@@ -299,6 +299,14 @@ class FleetMember:
             log.error("fleet %s: camera %s not started here:\n%s", self.topic, camera_id, exc)
             return None
 
+    def not_started(self, camera_ids) -> None:
+        """The service refused to start these (an id taken by a local source, a bad
+        location): they are not this member's to stop later; a new record retries them."""
+        for cid in camera_ids:
+            cam = self._cameras.get(cid)
+            if cam is not None:
+                cam.running = False
+
     def close(self, timeout_s: float = 10.0) -> None:
         """Leave the group (the others take the partitions at once, no session timeout);
         stop this process's cameras before calling it."""
@@ -322,11 +330,13 @@ def apply_changes(
     stop_deadline_s: float = 30.0,
     analyse_fps: float | None = None,
     max_frames: int | None = None,
-) -> None:
+) -> list[str]:
     """Apply ``changes`` to a running ``monitor.service.Service``: stops first (each
     camera's tracks end and are published, then its ``down`` status with the reason), then
     starts. ``analyse_fps`` and ``max_frames`` apply to cameras that do not set their own.
-    A camera that cannot start is logged; the others go on."""
+    A camera that cannot start is logged and returned (for ``FleetMember.not_started``);
+    the others go on."""
+    failed = []
     for cid, reason in changes.stop:
         if not service.remove_stream(cid, stop_deadline_s, reason=reason):
             log.error("fleet: camera %s did not stop within %.0f s", cid, stop_deadline_s)
@@ -340,9 +350,11 @@ def apply_changes(
             service.add_stream(plan)
         except Exception as exc:  # one camera must not stop the others
             log.error("fleet: camera %s not started: %s", cid, mask_url(str(exc)))
+            failed.append(cid)
     if not changes.empty:
         log.warning(
             "fleet: stopped %s, started %s",
             [cid for cid, _ in changes.stop],
-            [cid for cid, _ in changes.start],
+            [cid for cid, _ in changes.start if cid not in failed],
         )
+    return failed
