@@ -35,7 +35,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from engines.backends import BackendConfigError, TorchConfig
+from engines.backend_config import BackendConfigError, TorchConfig
 from engines.dslfiqa.model import DslFiqa
 from engines.dslfiqa.preprocess import NUM_LANDMARK
 from engines.dslfiqa.variants import ModelVariant, variant_for_config

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
 
-from engines.backends import TENSORRT_MISSING
+from engines.backend_config import TENSORRT_MISSING
 from engines.trt.cache import CachedEngine, EngineCache, EngineKey
 from engines.trt.errors import TensorRTError, TensorRTMissingError
 from engines.trt.interface import onnx_interface, onnx_variant, sha256_file

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from engines.backends import BackendConfigError, BackendUnavailableError
+from engines.backend_config import BackendConfigError, BackendUnavailableError
 
 __all__ = [
     "EngineCacheError",
