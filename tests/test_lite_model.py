@@ -147,7 +147,9 @@ def test_shipped_weights_are_small_and_load() -> None:
     assert size < 5_000_000
     assert isinstance(load_lite(), DslFiqaLite)
     log = json.loads((SHIPPED / "train_log.json").read_text())
-    assert log["config"]["model"] == LiteConfig().to_dict()
+    assert LiteConfig.from_dict(log["config"]["model"]) == LiteConfig()  # today's default
+    metrics = json.loads((SHIPPED / "test_metrics.json").read_text())
+    assert set(metrics["all"]) == {"lite", "sharpness"}
 
 
 @needs_shipped
