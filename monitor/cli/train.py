@@ -333,7 +333,7 @@ def degradation_cmd(
 @click.option(
     "--minutes",
     type=click.FloatRange(min=0, min_open=True),
-    default=30.0,
+    default=25.0,
     show_default=True,
     help="Training time box (the data stages before it are cached in --work).",
 )

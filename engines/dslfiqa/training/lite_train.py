@@ -34,7 +34,7 @@ from engines.metrics import srcc
 class LiteTrainConfig:
     """Settings of one ``fqm train lite`` run (defaults reproduce the shipped weights)."""
 
-    minutes: float = 30.0
+    minutes: float = 25.0
     max_steps: int | None = None
     faces_per_batch: int = 6
     lr: float = 2e-3
