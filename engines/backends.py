@@ -117,10 +117,11 @@ def _is_onnx_file(source: Any) -> bool:
 
 def _torch_model(source: Source, device: str, variant: str | ModelVariant | None) -> DslFiqa:
     """The DslFiqa module of ``source``, on ``device``."""
+    from engines.dslfiqa.lite import DslFiqaLite
     from engines.dslfiqa.model import DslFiqa
     from engines.weights import LoadedModel, load_weights_dir
 
-    if isinstance(source, DslFiqa):
+    if isinstance(source, DslFiqa | DslFiqaLite):  # one interface: forward(crops, landmarks)
         return source.to(device)
     if isinstance(source, LoadedModel):
         return source.model.to(device)

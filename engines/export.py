@@ -83,8 +83,10 @@ class ExportError(RuntimeError):
 
 
 def crop_size_of(model: DslFiqa) -> int:
-    """Side of the square crops ``model`` takes: token grid x ViT patch size."""
-    return _iqa_crop_size(model.iqa)
+    """Side of the square crops ``model`` takes: its own ``crop_size`` (``DslFiqaLite``), else
+    token grid x ViT patch size."""
+    size = getattr(model, "crop_size", None)
+    return int(size) if size else _iqa_crop_size(model.iqa)
 
 
 def example_inputs(

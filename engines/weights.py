@@ -98,6 +98,17 @@ def resolve_weights_dir(weights: str | os.PathLike[str] | None, env: str = WEIGH
     return path
 
 
+def default_weights_dir(env: str = WEIGHTS_ENV) -> Path:
+    """The weights used when none are given: ``$FQM_WEIGHTS`` when set, else the shipped
+    DSL-FIQA-Lite weights (docs/model-card-lite.md)."""
+    named = os.environ.get(env, "").strip()
+    if named:
+        return resolve_weights_dir(named)
+    from engines.dslfiqa.lite import shipped_weights_dir
+
+    return shipped_weights_dir()
+
+
 def _load_failure(exc: BaseException) -> str:
     """torch.load's failure in a line, without its advice to load the file unrestricted."""
     text = str(exc)
@@ -276,6 +287,14 @@ def load_weights_dir(
 
     folder = resolve_weights_dir(weights, env)
     dev = check_device(device)
+    from engines.dslfiqa.lite import is_lite_folder, load_lite
+
+    if is_lite_folder(folder):  # DSL-FIQA-Lite: its own config and loader
+        lite = load_lite(folder, device=str(dev))
+        chosen_lite = variant_for_config(lite.config)
+        if variant is not None and get_variant(variant).config != lite.config:
+            raise CheckpointError(f"{folder} holds {chosen_lite.name} weights, not {variant}")
+        return LoadedModel(lite, folder, chosen_lite)
     declared = _read_folder_config(folder)
     de_path, iqa_path = (folder / name for name in CHECKPOINT_FILES)
     if de_path.is_file() and not iqa_path.is_file() and declared is not None:

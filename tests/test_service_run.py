@@ -272,3 +272,17 @@ def test_metrics_and_health_are_served_while_it_runs(clip: Path, tmp_path: Path)
     finally:
         if proc.poll() is None:
             proc.kill()
+
+
+def test_without_weights_it_scores_with_the_shipped_model(
+    clip: Path, tmp_path: Path, validators
+) -> None:
+    out = tmp_path / "out"
+    proc = fqm("run", str(clip), "--out", str(out), "--max-frames", "60")
+    assert proc.returncode == 0, proc.stderr
+    assert "MEANINGLESS" not in proc.stderr
+    assert "model dslfiqa-lite (torch, center)" in proc.stderr
+    scored = [e for e in read_events(out, validators) if e.kind == "face_observation"]
+    assert scored
+    assert {e.quality.variant for e in scored} == {"dslfiqa-lite"}
+    assert all(0.0 < e.quality.score < 2.0 for e in scored)

@@ -55,6 +55,7 @@ from torch import nn
 from engines.dslfiqa.constants import NUM_FACE_LANDMARKS, NUM_LANDMARK
 from engines.dslfiqa.decoder import DecoderBlock
 from engines.dslfiqa.lite_config import LITE_ARCH, LiteConfig, LiteConfigError
+from engines.dslfiqa.model import FaceScore
 from engines.dslfiqa.preprocess import (
     IMAGE_SIZE,
     crop_images,
@@ -319,8 +320,9 @@ class DslFiqaLite(nn.Module):
 
     def score_face(
         self, image512: np.ndarray, landmarks68: np.ndarray, mode: str = "center", seed=None
-    ) -> float:
-        """Score one aligned 512 face (``center``: one crop; ``fixed5``/``official``: mean)."""
+    ) -> FaceScore:
+        """Score one aligned 512 face (``center``: one crop; ``fixed5``/``official``: mean), as
+        :meth:`DslFiqa.score_face` does."""
         if image512.shape[:2] != (IMAGE_SIZE, IMAGE_SIZE):
             raise ValueError(f"expected an aligned {IMAGE_SIZE}x{IMAGE_SIZE} face")
         pts = np.asarray(landmarks68)
@@ -331,7 +333,9 @@ class DslFiqaLite(nn.Module):
         offsets = crop_offsets(mode, seed, image_size=self.image_size, crop_size=c)  # type: ignore[arg-type]
         crops = crop_images(normalize_image(image), offsets, c)
         scores = self.score_crops(crops, landmark_vectors(pts, offsets, c)).numpy()
-        return crop_score_mean(scores)
+        return FaceScore(
+            score=crop_score_mean(scores), crop_scores=scores, crops_top_left=offsets, mode=mode
+        )
 
 
 # --------------------------------------------------------------------------- weights

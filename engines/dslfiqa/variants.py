@@ -194,6 +194,14 @@ def get_variant(name: str | ModelVariant) -> ModelVariant:
         ) from None
 
 
+def config_from_dict(data: dict) -> ModelConfig | LiteConfig:
+    """A model config read back from JSON: ``LiteConfig`` when marked ``"arch": "lite"``,
+    else the official structure's ``ModelConfig``."""
+    if data.get("arch") == "lite":
+        return LiteConfig.from_dict(dict(data))
+    return ModelConfig.from_dict(data)
+
+
 def variant_for_config(config: ModelConfig) -> ModelVariant:
     """The registered variant built from ``config``, else an unregistered one for it."""
     for v in VARIANTS.values():

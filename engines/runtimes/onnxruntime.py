@@ -16,8 +16,12 @@ from typing import Any
 import numpy as np
 import onnxruntime as ort
 
-from engines.dslfiqa.config import ModelConfig
-from engines.dslfiqa.variants import ModelVariant, get_variant, variant_for_config
+from engines.dslfiqa.variants import (
+    ModelVariant,
+    config_from_dict,
+    get_variant,
+    variant_for_config,
+)
 from engines.quality_engine import CropEngine, EngineInfo, check_mode, make_rng
 from engines.runtimes import INPUT_NAMES, META_CONFIG, OUTPUT_NAMES
 
@@ -94,7 +98,7 @@ class OrtQualityEngine:
     def _variant(self, requested: str | ModelVariant | None) -> ModelVariant | None:
         meta = self.session.get_modelmeta().custom_metadata_map
         recorded = (
-            variant_for_config(ModelConfig.from_dict(json.loads(meta[META_CONFIG])))
+            variant_for_config(config_from_dict(json.loads(meta[META_CONFIG])))
             if META_CONFIG in meta
             else None
         )

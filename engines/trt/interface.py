@@ -129,8 +129,7 @@ def onnx_variant(path: str | Path) -> str | None:
     """
     meta = {p.key: p.value for p in _load(path).metadata_props}
     if META_CONFIG in meta:
-        from engines.dslfiqa.config import ModelConfig
-        from engines.dslfiqa.variants import variant_for_config
+        from engines.dslfiqa.variants import config_from_dict, variant_for_config
 
-        return variant_for_config(ModelConfig.from_dict(json.loads(meta[META_CONFIG]))).name
+        return variant_for_config(config_from_dict(json.loads(meta[META_CONFIG]))).name
     return meta.get(META_VARIANT)

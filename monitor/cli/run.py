@@ -16,8 +16,8 @@ from pipelines.urls import mask_url
 log = logging.getLogger("fqm.run")
 
 RANDOM_WARNING = (
-    "WARNING: no DSL-FIQA weights (--weights or ${env}): scoring with {note}. Scores are "
-    "MEANINGLESS until the shipped model lands; events say so in quality.variant ({variant})."
+    "WARNING: --variant without --weights (or ${env}): scoring with {note}. Scores are "
+    "MEANINGLESS (a testing aid); events say so in quality.variant ({variant})."
 )
 
 
@@ -38,7 +38,9 @@ RANDOM_WARNING = (
     show_default=True,
     help="Output folder: JSONL events and crops (with Kafka: the spool).",
 )
-@weights_option(f"DSL-FIQA weights folder [env: {WEIGHTS_ENV}]; without: random weights.")
+@weights_option(
+    f"DSL-FIQA weights folder [env: {WEIGHTS_ENV}]; default: the shipped dslfiqa-lite weights."
+)
 @click.option(
     "--backend",
     type=click.Choice(["torch", "auto", "onnxruntime", "tensorrt"]),
@@ -56,8 +58,9 @@ RANDOM_WARNING = (
 @click.option(
     "--variant",
     default=None,
-    help="Model variant; without weights, the random model's shape "
-    "(dslfiqa-tiny: a testing aid, fast and meaningless).",
+    help="Model variant of --weights; without weights, a variant other than dslfiqa-lite "
+    "scores with random weights of its shape (dslfiqa-tiny: a testing aid, fast and "
+    "meaningless).",
 )
 @click.option(
     "--kafka-bootstrap",

@@ -17,7 +17,13 @@ from engines.dslfiqa.constants import CropMode
 from monitor.cli.errors import FqmError
 from monitor.cli.options import WEIGHTS_ENV, device_option, json_option, mode_option, weights_option
 
-WEIGHTS_HELP = f"Folder holding the DSL-FIQA checkpoints DE.pt and IQA.pt [env: {WEIGHTS_ENV}]."
+WEIGHTS_HELP = (
+    f"Folder holding the DSL-FIQA checkpoints DE.pt and IQA.pt [env: {WEIGHTS_ENV}; "
+    "default: the shipped dslfiqa-lite weights]."
+)
+EVAL_WEIGHTS_HELP = (
+    f"Folder holding the DSL-FIQA checkpoints DE.pt and IQA.pt [env: {WEIGHTS_ENV}]."
+)
 
 SCORE_HELP = """Score the faces in photos with DSL-FIQA.
 
@@ -90,7 +96,7 @@ def score_cli(
     from contextlib import ExitStack
 
     from engines.dataset import DatasetError, landmark_path_for
-    from engines.weights import load_weights_dir
+    from engines.weights import default_weights_dir, load_weights_dir
     from monitor.photos import check_prealigned, collect_images, score_images
 
     paths = collect_images(target)
@@ -107,6 +113,8 @@ def score_cli(
     readable = [p for p in paths if p not in unreadable]
     no_face: list[Path] = []
     faces = []
+    if weights is None:
+        weights = default_weights_dir()  # $FQM_WEIGHTS, else the shipped dslfiqa-lite
     loaded = load_weights_dir(weights, device) if readable else None
     if loaded is not None:
         with ExitStack() as stack:
@@ -168,7 +176,7 @@ def score_cli(
 
 @click.command("eval")
 @click.argument("dataset", type=click.Path(path_type=Path))
-@weights_option(WEIGHTS_HELP)
+@weights_option(EVAL_WEIGHTS_HELP)
 @mode_option
 @device_option
 @click.option(

@@ -32,8 +32,10 @@ from pipelines.urls import default_stream_id, mask_url, source_kind
 
 log = logging.getLogger(__name__)
 
-#: Seed of the random model used when no weights are given.
+#: Seed of the random model used for a variant asked for without weights.
 RANDOM_WEIGHTS_SEED = 0
+#: The variant of the weights shipped in the package, used when none are given.
+SHIPPED_VARIANT = "dslfiqa-lite"
 
 
 @dataclass(frozen=True)
@@ -110,20 +112,25 @@ class RunSummary:
 
 
 def open_model(config: ServiceConfig):
-    """The engine and its label: the given (or ``$FQM_WEIGHTS``) weights, else random ones."""
+    """The engine and its label: the given weights, else ``$FQM_WEIGHTS``, else the shipped
+    DSL-FIQA-Lite weights; random weights only for a ``variant`` asked for without weights
+    (``dslfiqa-tiny``: the testing aid)."""
     from engines.backends import open_engine
-    from engines.weights import WEIGHTS_ENV, check_device
+    from engines.weights import WEIGHTS_ENV, check_device, default_weights_dir
 
-    weights = config.weights
-    if weights is None and os.environ.get(WEIGHTS_ENV, "").strip():
-        weights = Path(os.environ[WEIGHTS_ENV].strip())
+    weights, note = config.weights, None
+    if weights is None and (config.variant is None or config.variant == SHIPPED_VARIANT):
+        weights = default_weights_dir()
+        if not os.environ.get(WEIGHTS_ENV, "").strip():
+            note = f"the shipped {SHIPPED_VARIANT} weights"
     if weights is not None:
         engine = open_engine(weights, config.backend, mode=config.mode, variant=config.variant)
         info = engine.info
-        return engine, ModelLabel(info.variant, info.mode, info.backend, False, str(weights))
+        label = ModelLabel(info.variant, info.mode, info.backend, False, note or str(weights))
+        return engine, label
     from engines.dslfiqa.random_weights import build_random
 
-    variant = config.variant or "dslfiqa"
+    variant = config.variant
     model = build_random(variant, seed=RANDOM_WEIGHTS_SEED, device=check_device(config.device))
     engine = open_engine(model, config.backend, mode=config.mode, variant=variant)
     info = engine.info
