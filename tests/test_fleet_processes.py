@@ -102,6 +102,10 @@ class Proc:
 
     def stop(self) -> int:
         self.proc.send_signal(signal.SIGTERM)
+        return self.wait_stopped()
+
+    def wait_stopped(self) -> int:
+        """The exit status once it has drained (after a SIGTERM)."""
         try:
             return self.proc.wait(SHUTDOWN_DEADLINE_S + 60)
         finally:
@@ -303,7 +307,7 @@ def test_three_processes_share_six_cameras(kafka_bootstrap: str, tmp_path: Path)
             # over the first one's cameras for its last seconds).
             for p in survivors:
                 p.proc.send_signal(signal.SIGTERM)
-            rcs = {p.name: p.stop() for p in survivors}
+            rcs = {p.name: p.wait_stopped() for p in survivors}
         finally:
             for p in procs:
                 p.kill()

@@ -95,19 +95,25 @@ def test_two_files_share_one_engine(clip: Path, tmp_path: Path, validators) -> N
 def test_sigterm_drains_and_exits_0(clip: Path, tmp_path: Path, validators) -> None:
     out = tmp_path / "out"
     environ = {k: v for k, v in os.environ.items() if k != "FQM_KAFKA_BOOTSTRAP"}
+    long_source = asset_path("franck.mp4")  # 200 s of video: still running when stopped
     proc = subprocess.Popen(
-        [FQM, "run", str(clip), str(clip), *TINY, "--out", str(out)],
+        [FQM, "run", str(long_source), str(long_source), *TINY, "--out", str(out)],
         stderr=subprocess.PIPE,
         text=True,
         env=environ,
     )
-    assert proc.stderr is not None
-    for line in proc.stderr:  # wait until frames flow, then stop it
-        if "frames" in line and "frames 0," not in line:
-            break
-    proc.send_signal(signal.SIGTERM)
-    rest = proc.stderr.read()
-    assert proc.wait(timeout=300) == 0, rest
+    lines: list[str] = []
+    try:
+        assert proc.stderr is not None
+        reader = _collect(proc.stderr, lines)
+        _wait_for(lambda: len(list(out.glob("*/*faces*.jsonl"))) == 2, "both streams' faces")
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=300) == 0, "".join(lines)
+        reader.join(10)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    rest = "".join(lines)
     assert "stopping" in rest
     events = read_events(out, validators)  # complete JSON lines, all valid
     assert any(e.kind == "track_summary" for e in events)

@@ -34,6 +34,7 @@ EXPECTED: tuple[tuple[str, str], ...] = (
     ("monitor.assets", "AssetError"),
     ("monitor.delivery.consumer", "ConsumeError"),
     ("monitor.config.errors", "ConfigError"),
+    ("monitor.fleet.topic", "FleetTopicError"),
 )
 #: Exit status of an unexpected exception (sysexits.h EX_SOFTWARE).
 EXIT_INTERNAL = 70

@@ -24,6 +24,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 
@@ -34,6 +35,7 @@ from kafka.coordinator.assignors.cooperative_sticky import CooperativeStickyAssi
 
 from monitor.config import CameraConfig, ConfigError, check_camera_id, stream_plan
 from monitor.fleet.records import camera_from_record
+from monitor.fleet.topic import FleetTopicError
 from monitor.kafka_bootstrap import Bootstrap
 from pipelines.urls import mask_url
 
@@ -43,6 +45,10 @@ log = logging.getLogger(__name__)
 #: (plus a rebalance and the cameras' start). The broker accepts 6-1800 s by default
 #: (group.min.session.timeout.ms, group.max.session.timeout.ms).
 DEFAULT_SESSION_TIMEOUT_S = 10.0
+#: Metadata refresh (kafka-python's default is 5 minutes).
+METADATA_MAX_AGE_MS = 5_000
+#: How long joining waits for the fleet topic's partitions to be known.
+PARTITIONS_WAIT_S = 30.0
 
 #: ``stream_status`` ``down`` reasons of a camera this process stops.
 REASON_REVOKED = "handed over: partition {partition} of the fleet moved to another process"
@@ -148,13 +154,29 @@ class FleetMember:
             session_timeout_ms=session_ms,
             heartbeat_interval_ms=max(500, session_ms // 3),
             partition_assignment_strategy=[CooperativeStickyAssignor],
+            # A leader that assigned before it knew the topic's partitions (a topic just
+            # created) reassigns once its metadata refreshes: keep that wait short.
+            metadata_max_age_ms=METADATA_MAX_AGE_MS,
         )
+        self._wait_for_partitions(topic)
         self.consumer.subscribe([topic], listener=_Listener(topic, self._events))
         self._owned: set[int] = set()
         self._catching_up: dict[int, int | None] = {}  # partition -> end offset to reach
         self._tables: dict[int, dict[str, bytes]] = {}  # partition -> camera -> value
         self._dirty: set[int] = set()
         self._cameras: dict[str, _Camera] = {}
+
+    def _wait_for_partitions(self, topic: str) -> None:
+        """Join only once this client's metadata lists the topic's partitions: a group
+        leader without them assigns nothing (kafka-python warns "No partition metadata")."""
+        deadline = time.monotonic() + PARTITIONS_WAIT_S
+        while not self.consumer.partitions_for_topic(topic):
+            if time.monotonic() > deadline:
+                raise FleetTopicError(
+                    f"fleet topic {topic}: no partitions known after {PARTITIONS_WAIT_S:.0f} s; "
+                    "create it with fqm cameras add, or check the broker"
+                )
+            time.sleep(0.2)
 
     # -- what it owns ----------------------------------------------------------------------
 
