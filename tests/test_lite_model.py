@@ -129,7 +129,9 @@ def test_onnx_export_matches_torch_and_runs_in_the_crop_engine(
     marks = np.stack([generic_landmarks68()] * 2)
     with OrtFaceEngine(path, variant="dslfiqa-lite", mode="center") as engine:
         out = engine.score_faces(faces, marks)
-    expected = [model.score_face(f, m, mode="center") for f, m in zip(faces, marks, strict=True)]
+    expected = [
+        model.score_face(f, m, mode="center").score for f, m in zip(faces, marks, strict=True)
+    ]
     np.testing.assert_allclose(out.scores, expected, atol=1e-4)
     assert out.info.variant == "dslfiqa-lite"
 
@@ -164,12 +166,12 @@ def test_shipped_model_ranks_a_held_out_face_above_its_degradations() -> None:
     with PhotoAligner() as aligner:
         face = aligner(read_image_rgb(asset_path("astronaut.png")))[0]
     model = load_lite()
-    clean = model.score_face(face.image, face.landmarks)
+    clean = model.score_face(face.image, face.landmarks).score
     img256, lm256 = resize_face(face.image, face.landmarks, 256)
     for family in ("defocus", "motion", "noise", "downscale", "underexposure"):
         bad = degrade(img256, lm256, family, 1.0, seed=0)
         bad512, _ = resize_face(bad, lm256, 512)
-        assert model.score_face(bad512, face.landmarks) < clean, family
+        assert model.score_face(bad512, face.landmarks).score < clean, family
 
 
 def test_train_lite_command_is_registered() -> None:

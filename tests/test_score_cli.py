@@ -101,13 +101,14 @@ def test_lazy_engines_exports_resolve() -> None:
         _ = engines.dslfiqa.nope
 
 
-def test_missing_weights_says_how_to_fix(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_without_weights_the_shipped_model_scores_and_a_bad_folder_says_how_to_fix(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     make_split(tmp_path / "s", [("a.png", 1.0)])
     monkeypatch.delenv("FQM_WEIGHTS", raising=False)
-    code, _, err = run("score", str(tmp_path / "s"))
-    assert code == 1
-    assert "--weights DIR" in err
-    assert "FQM_WEIGHTS" in err
+    code, out, err = run("score", str(tmp_path / "s"), "--json")
+    assert code == 0, err
+    assert json.loads(out)["model"] == "dslfiqa-lite"
     (tmp_path / "w").mkdir()
     code, _, err = run("score", str(tmp_path / "s"), "--weights", str(tmp_path / "w"))
     assert code == 1

@@ -46,26 +46,15 @@ from __future__ import annotations
 import json
 import warnings
 from pathlib import Path
-from typing import Any
 
-import numpy as np
 import torch
 from torch import nn
 
-from engines.dslfiqa.constants import NUM_FACE_LANDMARKS, NUM_LANDMARK
+from engines.dslfiqa.constants import NUM_LANDMARK
 from engines.dslfiqa.decoder import DecoderBlock
 from engines.dslfiqa.lite_config import LITE_ARCH, LiteConfig, LiteConfigError
-from engines.dslfiqa.model import FaceScore
-from engines.dslfiqa.preprocess import (
-    IMAGE_SIZE,
-    crop_images,
-    crop_offsets,
-    crop_score_mean,
-    landmark_vectors,
-    normalize_image,
-    resize_face,
-)
-from engines.dslfiqa.quality_net import LANDMARK_OCTAVES, encode_landmarks
+from engines.dslfiqa.model import FaceQualityModel
+from engines.dslfiqa.quality_net import LANDMARK_OCTAVES, WeightedScoreHead
 from engines.dslfiqa.tab import TABlock
 
 MODEL_CONFIG_NAME = "model_config.json"
@@ -192,7 +181,7 @@ class LiteDegradationEncoder(nn.Module):
         return self.forward_features(x)
 
 
-class LiteQualityNet(nn.Module):
+class LiteQualityNet(WeightedScoreHead, nn.Module):
     """Backbone -> (TAB, attention) x 2 -> cross-attention decoder -> landmark-weighted head.
 
     Inputs: ``x`` [B,3,S,S] in [-1,1], ``style`` [B,r,c,D] degradation tokens, ``landmarks``
@@ -263,26 +252,16 @@ class LiteQualityNet(nn.Module):
             t = blk(t, s)
         return t
 
-    def forward_head(self, tokens: torch.Tensor, landmarks: torch.Tensor) -> torch.Tensor:
-        """Landmark channel per token, then the weighted mean of per-token scores -> [B]."""
-        lm = self.embed_mlp(encode_landmarks(landmarks)).unsqueeze(-1)
-        h = torch.cat((tokens, lm), dim=-1)
-        f = self.fc_score(h).squeeze(-1)
-        w = self.fc_weight(h).squeeze(-1)
-        return (f * w).sum(dim=1) / w.sum(dim=1)
 
-    def forward(
-        self, x: torch.Tensor, style: torch.Tensor, landmarks: torch.Tensor
-    ) -> torch.Tensor:
-        return self.forward_head(self.forward_features(x, style), landmarks)
-
-
-class DslFiqaLite(nn.Module):
+class DslFiqaLite(FaceQualityModel):
     """Lite degradation encoder + quality network; the export graph and ``score_face``.
 
     Same interface as :class:`engines.dslfiqa.model.DslFiqa`: ``forward(crops, landmarks)``
-    -> scores, ``score_crops``, ``score_face`` (resizes the aligned 512 face itself).
+    -> scores, ``score_crops``, ``score_face`` (resizes the aligned 512 face itself); one
+    centre crop by default, as the stream path scores it.
     """
+
+    default_mode = "center"
 
     def __init__(self, de: LiteDegradationEncoder, iqa: LiteQualityNet, config: LiteConfig):
         super().__init__()
@@ -290,52 +269,6 @@ class DslFiqaLite(nn.Module):
         self.iqa = iqa
         self.config = config
         self.max_batch = 32
-
-    @property
-    def crop_size(self) -> int:
-        return self.config.crop_size
-
-    @property
-    def image_size(self) -> int:
-        return self.config.image_size
-
-    @property
-    def device(self) -> torch.device:
-        return self.iqa.conv1.weight.device
-
-    def forward(self, crops: torch.Tensor, landmarks: torch.Tensor) -> torch.Tensor:
-        return self.iqa(crops, self.de.forward_features(crops), landmarks)
-
-    def score_crops(self, crops: Any, landmark_vectors: Any) -> torch.Tensor:
-        """Prepared crops [B,3,S,S] + landmark vectors [B,500] -> float32 scores [B] (CPU)."""
-        x = torch.as_tensor(crops, dtype=torch.float32)
-        lm = torch.as_tensor(landmark_vectors, dtype=torch.float32)
-        c = self.crop_size
-        if x.ndim != 4 or tuple(x.shape[1:]) != (3, c, c):
-            raise ValueError(f"crops must be [B,3,{c},{c}], got {tuple(x.shape)}")
-        if lm.shape != (x.shape[0], NUM_LANDMARK):
-            raise ValueError(f"landmark_vectors must be [{x.shape[0]},{NUM_LANDMARK}]")
-        with torch.inference_mode():
-            return self(x.to(self.device), lm.to(self.device)).float().cpu()
-
-    def score_face(
-        self, image512: np.ndarray, landmarks68: np.ndarray, mode: str = "center", seed=None
-    ) -> FaceScore:
-        """Score one aligned 512 face (``center``: one crop; ``fixed5``/``official``: mean), as
-        :meth:`DslFiqa.score_face` does."""
-        if image512.shape[:2] != (IMAGE_SIZE, IMAGE_SIZE):
-            raise ValueError(f"expected an aligned {IMAGE_SIZE}x{IMAGE_SIZE} face")
-        pts = np.asarray(landmarks68)
-        if pts.shape != (NUM_FACE_LANDMARKS, 2):
-            raise ValueError(f"expected landmarks [68,2] (x, y), got shape {pts.shape}")
-        image, pts = resize_face(image512, pts, self.image_size)
-        c = self.crop_size
-        offsets = crop_offsets(mode, seed, image_size=self.image_size, crop_size=c)  # type: ignore[arg-type]
-        crops = crop_images(normalize_image(image), offsets, c)
-        scores = self.score_crops(crops, landmark_vectors(pts, offsets, c)).numpy()
-        return FaceScore(
-            score=crop_score_mean(scores), crop_scores=scores, crops_top_left=offsets, mode=mode
-        )
 
 
 # --------------------------------------------------------------------------- weights

@@ -55,37 +55,14 @@ def crop_size_of(iqa: QualityNet) -> int:
     return iqa.grid * iqa.vit.patch_embed.proj.kernel_size[0]
 
 
-class DslFiqa(nn.Module):
-    """Degradation encoder + quality network.
+class FaceQualityModel(nn.Module):
+    """What every model of the family offers around its ``de`` (degradation encoder) and
+    ``iqa`` (quality network): ``forward(crops, landmarks)``, ``score_crops`` and
+    ``score_face``, sized by ``config`` (``crop_size``, ``image_size``) and chunked by
+    ``max_batch``. Subclasses set those four attributes."""
 
-    ``config`` gives the sizes the crops are cut with (official: a 512 face, 384 crops); a
-    smaller variant's ``score_face`` first resizes the aligned 512 face to its
-    ``image_size``, as its training did.
-
-    Example:
-        >>> model = load_dslfiqa("ckpt/DE.pt", "ckpt/IQA.pt")  # doctest: +SKIP
-        >>> model.score_face(aligned_rgb_512, landmarks68).score  # doctest: +SKIP
-        0.61
-    """
-
-    def __init__(
-        self,
-        de: DegradationEncoder,
-        iqa: QualityNet,
-        max_batch: int = DEFAULT_MAX_BATCH,
-        config: ModelConfig | None = None,
-    ):
-        super().__init__()
-        self.de = de
-        self.iqa = iqa
-        self.max_batch = max_batch
-        self.config = ModelConfig.official() if config is None else config
-        if crop_size_of(iqa) != self.config.crop_size:
-            raise ValueError(
-                f"the quality network takes {crop_size_of(iqa)}-pixel crops but config "
-                f"{self.config.name!r} says {self.config.crop_size}; pass the ModelConfig "
-                "it was built with (config=...)"
-            )
+    #: The crop mode ``score_face`` uses when none is given.
+    default_mode: CropMode = "official"
 
     @property
     def crop_size(self) -> int:
@@ -130,7 +107,7 @@ class DslFiqa(nn.Module):
         self,
         image512: np.ndarray,
         landmarks68: np.ndarray,
-        mode: CropMode = "official",
+        mode: CropMode | None = None,
         seed: int | np.random.RandomState | None = OFFICIAL_SEED,
     ) -> FaceScore:
         """Score one aligned face with the official test protocol (or a cheaper crop mode).
@@ -140,7 +117,7 @@ class DslFiqa(nn.Module):
                 when the variant is smaller, landmarks with it).
             landmarks68: [68,2] (x, y) pixels in ``image512``.
             mode: ``official`` (20 random crops, numpy legacy RNG), ``fixed5`` (corners +
-                centre) or ``center`` (one crop).
+                centre) or ``center`` (one crop); ``None``: the model's ``default_mode``.
             seed: ``official`` only; an int starts a fresh stream (20 = the official scripts'
                 first image), a ``RandomState`` continues a stream across faces.
         """
@@ -151,6 +128,7 @@ class DslFiqa(nn.Module):
         pts = np.asarray(landmarks68)
         if pts.shape != (NUM_FACE_LANDMARKS, 2):
             raise ValueError(f"expected landmarks [68,2] (x, y), got shape {pts.shape}")
+        mode = self.default_mode if mode is None else mode
         image, pts = resize_face(image512, pts, self.image_size)
         c = self.crop_size
         offsets = crop_offsets(mode, seed, image_size=self.image_size, crop_size=c)
@@ -168,6 +146,39 @@ class DslFiqa(nn.Module):
             crops_top_left=offsets,
             mode=mode,
         )
+
+
+class DslFiqa(FaceQualityModel):
+    """Degradation encoder + quality network.
+
+    ``config`` gives the sizes the crops are cut with (official: a 512 face, 384 crops); a
+    smaller variant's ``score_face`` first resizes the aligned 512 face to its
+    ``image_size``, as its training did.
+
+    Example:
+        >>> model = load_dslfiqa("ckpt/DE.pt", "ckpt/IQA.pt")  # doctest: +SKIP
+        >>> model.score_face(aligned_rgb_512, landmarks68).score  # doctest: +SKIP
+        0.61
+    """
+
+    def __init__(
+        self,
+        de: DegradationEncoder,
+        iqa: QualityNet,
+        max_batch: int = DEFAULT_MAX_BATCH,
+        config: ModelConfig | None = None,
+    ):
+        super().__init__()
+        self.de = de
+        self.iqa = iqa
+        self.max_batch = max_batch
+        self.config = ModelConfig.official() if config is None else config
+        if crop_size_of(iqa) != self.config.crop_size:
+            raise ValueError(
+                f"the quality network takes {crop_size_of(iqa)}-pixel crops but config "
+                f"{self.config.name!r} says {self.config.crop_size}; pass the ModelConfig "
+                "it was built with (config=...)"
+            )
 
 
 def check_structural_buffers(iqa: QualityNet) -> None:

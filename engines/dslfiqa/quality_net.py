@@ -45,7 +45,27 @@ def encode_landmarks(vec: torch.Tensor) -> torch.Tensor:
     return torch.cat(parts, dim=-1)
 
 
-class QualityNet(nn.Module):
+class WeightedScoreHead:
+    """The family's score head, shared by :class:`QualityNet` and the Lite network: each
+    token gets the landmark channel (``embed_mlp``), then a score (``fc_score``) and a weight
+    (``fc_weight``); the face's score is the weighted mean. Subclasses provide those three
+    modules and ``forward_features(x, style) -> tokens``."""
+
+    def forward_head(self, tokens: torch.Tensor, landmarks: torch.Tensor) -> torch.Tensor:
+        """Append the landmark channel, then the weighted mean of per-token scores -> [B]."""
+        lm = self.embed_mlp(encode_landmarks(landmarks)).unsqueeze(-1)
+        h = torch.cat((tokens, lm), dim=-1)
+        f = self.fc_score(h).squeeze(-1)
+        w = self.fc_weight(h).squeeze(-1)
+        return (f * w).sum(dim=1) / w.sum(dim=1)
+
+    def forward(
+        self, x: torch.Tensor, style: torch.Tensor, landmarks: torch.Tensor
+    ) -> torch.Tensor:
+        return self.forward_head(self.forward_features(x, style), landmarks)
+
+
+class QualityNet(WeightedScoreHead, nn.Module):
     """Score a normalised crop given its degradation tokens and landmark index vector.
 
     Inputs: ``x`` [B,3,384,384] in [-1,1], ``style`` [B,8,12,256] (DE ``forward_features``),
@@ -154,16 +174,3 @@ class QualityNet(nn.Module):
         for blk in self.decoder:
             t = blk(t, s)
         return t
-
-    def forward_head(self, tokens: torch.Tensor, landmarks: torch.Tensor) -> torch.Tensor:
-        """Append the landmark channel, then the weighted mean of per-token scores -> [B]."""
-        lm = self.embed_mlp(encode_landmarks(landmarks)).unsqueeze(-1)
-        h = torch.cat((tokens, lm), dim=-1)
-        f = self.fc_score(h).squeeze(-1)
-        w = self.fc_weight(h).squeeze(-1)
-        return (f * w).sum(dim=1) / w.sum(dim=1)
-
-    def forward(
-        self, x: torch.Tensor, style: torch.Tensor, landmarks: torch.Tensor
-    ) -> torch.Tensor:
-        return self.forward_head(self.forward_features(x, style), landmarks)
